@@ -12,5 +12,14 @@
 //! - [`config`] and [`telemetry`]: settings, logs and metrics.
 
 pub mod address;
+pub mod background;
 pub mod classify;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod http;
+pub mod ingest;
 pub mod okta;
+pub mod state;
+pub mod store;
+pub mod telemetry;

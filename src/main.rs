@@ -1,3 +1,8 @@
-fn main() {
-    println!("bouncewatch");
+use clap::Parser;
+
+use bouncewatch::cli::Cli;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    bouncewatch::cmd::run(cli)
 }

@@ -1,0 +1,43 @@
+//! One file per command.
+
+mod check_config;
+mod serve;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("bouncewatch: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve::run(config).await,
+            Command::CheckConfig => check_config::run(&config),
+            Command::Simulate { .. }
+            | Command::Backfill { .. }
+            | Command::Register { .. }
+            | Command::Unregister => {
+                anyhow::bail!("this command is not available in this build yet")
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bouncewatch: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! `bouncewatch serve`: start-up, the background tasks, and a clean stop on SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::config::{ensure_generated_secrets, Config};
+use crate::http::{self, AppState};
+use crate::store::Store;
+use crate::telemetry::{self, Metrics};
+
+/// How long start-up waits for another process to release the store.
+const STORE_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    telemetry::init_logs(config.log_format);
+    let generated = ensure_generated_secrets(&mut config).context("prepare the data directory")?;
+    if let Some(path) = &generated.hook_secret_file {
+        if generated.created.contains(path) {
+            // Printed, not logged: this is for the person starting the service, and it names the
+            // file rather than the secret.
+            eprintln!(
+                "bouncewatch: generated a hook secret in {path}.\n  In Okta's Admin Console (Workflow > Event Hooks), \
+                 set the hook's authentication field to `{header}` and its value to the content of that file,\n  \
+                 or run `bouncewatch register --url https://<this host>/okta/events`.",
+                path = path.display(),
+                header = config.hook_auth_header,
+            );
+        }
+    }
+    if let Some(path) = &generated.admin_token_file {
+        if generated.created.contains(path) {
+            eprintln!(
+                "bouncewatch: generated an admin token in {}; send it as `Authorization: Bearer <token>` to /api/v1.",
+                path.display()
+            );
+        }
+    }
+
+    let store = Store::open(&config.data_dir, config.durability, STORE_LOCK_WAIT)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::default());
+    let state = AppState::new(config.clone(), store.clone(), metrics);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tasks = crate::background::spawn(state.clone(), stop_rx.clone());
+
+    tracing::info!(
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        dry_run = config.dry_run,
+        routes = "GET|POST /okta/events, GET|POST /okta/events/, /api/v1/*, /healthz, /readyz, /metrics",
+        "bouncewatch serving"
+    );
+    let app = http::router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serve HTTP")?;
+
+    tracing::info!("stopping: waiting for background tasks");
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    store.flush().await.context("flush the store")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown signal received");
+}

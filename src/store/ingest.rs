@@ -1,0 +1,170 @@
+//! Storing hook deliveries and backfilled events: one job per delivery, so every event of it,
+//! the state it changes and the rules work it causes commit together.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::keys;
+use super::records::QuarantineEntry;
+use super::{Store, StoreError, Txn};
+use crate::state::address::Observation;
+use crate::state::{AddressState, DomainEvent, DomainState, EventKey};
+
+/// Raw bytes are kept in chunks well under sled's blob threshold (a quarter of its 512 KiB
+/// segment), because sled never syncs the separate files it writes larger values to.
+const RAW_CHUNK: usize = 64 * 1024;
+
+/// One parsed, classified event ready to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub key: EventKey,
+    pub address: crate::address::EmailAddress,
+    pub status: crate::okta::DeliveryStatus,
+    pub verdict: Option<crate::classify::Verdict>,
+    pub message: Option<String>,
+    pub reason: Option<String>,
+    /// The event as stored and returned by the admin API (compact JSON).
+    pub stored: Vec<u8>,
+}
+
+/// Something to keep in the quarantine.
+#[derive(Debug, Clone)]
+pub struct QuarantineItem {
+    pub reason: String,
+    pub field: Option<String>,
+    pub detail: String,
+    pub event_uuid: Option<String>,
+    pub raw: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub quarantined: usize,
+    /// Per stored event: its status word, for metrics.
+    pub statuses: Vec<&'static str>,
+}
+
+/// Rules work for one domain: evaluate it, starting no later than `from`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RulesWork {
+    pub domain: String,
+    pub from: DateTime<Utc>,
+}
+
+impl Store {
+    /// Stores a delivery's events and quarantine entries in one durable step. Events whose uuid
+    /// is already stored are counted as duplicates and change nothing.
+    pub async fn ingest(
+        &self,
+        events: Vec<NewEvent>,
+        quarantine: Vec<QuarantineItem>,
+    ) -> Result<IngestReport, StoreError> {
+        self.write(move |txn| {
+            let mut report = IngestReport::default();
+            for item in quarantine {
+                put_quarantine(txn, item);
+                report.quarantined += 1;
+            }
+            let mut touched: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+            for event in events {
+                if !apply_event(txn, &event) {
+                    report.duplicates += 1;
+                    continue;
+                }
+                report.stored += 1;
+                report.statuses.push(event.status.as_str());
+                let from = touched
+                    .entry(event.address.domain().to_string())
+                    .or_insert(event.key.published);
+                *from = (*from).min(event.key.published);
+            }
+            for (domain, from) in touched {
+                let id = txn.next_id();
+                txn.put_json(
+                    keys::join(keys::RULES_QUEUE, &[&keys::id_bytes(id)]),
+                    &RulesWork { domain, from },
+                );
+            }
+            report
+        })
+        .await
+    }
+}
+
+/// Writes one event and the state it changes. Returns false for a duplicate.
+fn apply_event(txn: &mut Txn<'_>, event: &NewEvent) -> bool {
+    let event_key = keys::event(&event.key.uuid);
+    if txn.contains(&event_key) {
+        return false;
+    }
+    let published = event.key.published;
+    let address = event.address.key();
+    let domain = event.address.domain();
+    txn.put(event_key, event.stored.clone());
+    txn.put(keys::event_time(published, &event.key.uuid), Vec::new());
+    txn.put_json(
+        keys::domain_event(domain, published, &event.key.uuid),
+        &DomainEvent {
+            published,
+            uuid: event.key.uuid.clone(),
+            address: address.to_string(),
+            status: event.status,
+            scope: event.verdict.map(|verdict| verdict.scope),
+        },
+    );
+
+    let seen = Observation {
+        key: event.key.clone(),
+        status: event.status,
+        verdict: event.verdict,
+        raw_address: event.address.raw(),
+        message: event.message.as_deref(),
+        reason: event.reason.as_deref(),
+    };
+    let address_key = keys::address(address);
+    let mut domain_state: DomainState = txn
+        .get_json(&keys::domain(domain))
+        .unwrap_or_else(|| DomainState::new(domain));
+    let mut state = match txn.get_json::<AddressState>(&address_key) {
+        Some(state) => state,
+        None => {
+            txn.put(keys::address_by_domain(domain, address), Vec::new());
+            domain_state.addresses += 1;
+            AddressState::new(address, domain, &seen)
+        }
+    };
+    state.apply(&seen);
+    txn.put_json(address_key, &state);
+    domain_state.count(event.status, published);
+    txn.put_json(keys::domain(domain), &domain_state);
+    true
+}
+
+/// Writes a quarantine entry and its raw bytes.
+pub(super) fn put_quarantine(txn: &mut Txn<'_>, item: QuarantineItem) -> String {
+    let id = txn.next_id();
+    let entry = QuarantineEntry {
+        id: format!("q_{id}"),
+        received_at: Utc::now(),
+        reason: item.reason,
+        field: item.field,
+        detail: item.detail,
+        event_uuid: item.event_uuid,
+        size: item.raw.len() as u64,
+    };
+    txn.put_json(
+        keys::join(keys::QUARANTINE, &[&keys::reversed_id(id)]),
+        &entry,
+    );
+    for (index, chunk) in item.raw.chunks(RAW_CHUNK).enumerate() {
+        let key = keys::join(
+            keys::QUARANTINE_RAW,
+            &[&keys::id_bytes(id), &(index as u32).to_be_bytes()],
+        );
+        txn.put(key, chunk.to_vec());
+    }
+    entry.id
+}

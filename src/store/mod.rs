@@ -1,0 +1,197 @@
+//! The store: one sled database, the only code that knows its trees, keys and flushing.
+//!
+//! Every change goes through [`Store::write`], which runs on the writer thread and returns
+//! once the change is flushed (see `writer`). Reads go straight to sled and see only committed
+//! data. The rest of the service uses the methods here and never sled itself, so another
+//! backend can replace this module without touching its callers.
+
+mod ingest;
+pub mod keys;
+mod reads;
+pub mod records;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use ingest::{IngestReport, NewEvent, QuarantineItem};
+pub use reads::Page;
+pub use writer::{Txn, WriterHealth};
+
+use crate::config::Durability;
+
+/// Jobs waiting for the writer before callers are made to wait for room.
+const QUEUE_DEPTH: usize = 4096;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store is closed")]
+    Closed,
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(err: sled::Error) -> StoreError {
+        match err {
+            sled::Error::Corruption { .. } => StoreError::Corrupt(err.to_string()),
+            other => StoreError::Io(other.to_string()),
+        }
+    }
+}
+
+/// A handle to the open store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    jobs: mpsc::Sender<writer::Job>,
+    health: Arc<WriterHealth>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir/store`, retrying for up to `lock_wait` while
+    /// another process holds it, and starts the writer thread.
+    pub fn open(
+        data_dir: &Path,
+        durability: Durability,
+        lock_wait: Duration,
+    ) -> Result<Store, StoreError> {
+        let path = data_dir.join("store");
+        std::fs::create_dir_all(&path)
+            .map_err(|err| StoreError::Io(format!("{}: {err}", path.display())))?;
+        let started = Instant::now();
+        let db = loop {
+            match sled::Config::new().path(&path).cache_capacity(128 * 1024 * 1024).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(err)) if is_lock_error(&err) && started.elapsed() < lock_wait => {
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(sled::Error::Io(err)) if is_lock_error(&err) => {
+                    return Err(StoreError::Refused(format!(
+                        "the store at {} is locked by another process (sled admits one process at a \
+                         time); stop the other bouncewatch, or use the admin API of the running one",
+                        path.display()
+                    )));
+                }
+                Err(err) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "cannot open the store at {}: {err}. Move the directory aside (mv {} {}.broken), \
+                         start again, and run `bouncewatch backfill` to refill it from Okta's System Log",
+                        path.display(),
+                        path.display(),
+                        path.display()
+                    )))
+                }
+            }
+        };
+        check_schema(&db)?;
+        let tree = db.open_tree(keys::TREE)?;
+        let sync_file = match durability {
+            Durability::Crash => None,
+            Durability::Power => Some(
+                File::open(path.join("db"))
+                    .map_err(|err| StoreError::Io(format!("open data file: {err}")))?,
+            ),
+        };
+
+        let health = Arc::new(WriterHealth::default());
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let writer = writer::Writer {
+            db: db.clone(),
+            tree: tree.clone(),
+            sync_file,
+            health: health.clone(),
+        };
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|err| StoreError::Io(format!("start writer thread: {err}")))?;
+
+        Ok(Store {
+            db,
+            tree,
+            jobs: sender,
+            health,
+            path,
+        })
+    }
+
+    /// Runs `work` on the writer thread and returns its result once its changes are durable.
+    pub async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Txn<'_>) -> R + Send + 'static,
+    {
+        let (reply, result) = oneshot::channel();
+        self.jobs
+            .send(writer::job(work, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Whether the last commit succeeded and the database answers.
+    pub fn is_writable(&self) -> bool {
+        !self.health.failing.load(Ordering::Relaxed) && !self.jobs.is_closed()
+    }
+
+    pub fn health(&self) -> &WriterHealth {
+        &self.health
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes whatever sled still buffers; used at shutdown.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+fn is_lock_error(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::WouldBlock || err.to_string().contains("lock")
+}
+
+/// Refuses a store written by another schema version instead of misreading it.
+fn check_schema(db: &sled::Db) -> Result<(), StoreError> {
+    match db.get(keys::SCHEMA_KEY)? {
+        None => {
+            db.insert(keys::SCHEMA_KEY, &keys::SCHEMA_VERSION.to_be_bytes())?;
+            db.flush()?;
+            Ok(())
+        }
+        Some(raw) => {
+            let version = <[u8; 8]>::try_from(raw.as_ref())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if version == keys::SCHEMA_VERSION {
+                Ok(())
+            } else {
+                Err(StoreError::Refused(format!(
+                    "the store was written with schema version {version}, and this bouncewatch reads \
+                     version {}; run the bouncewatch that wrote it, or move the store aside and \
+                     refill it with `bouncewatch backfill`",
+                    keys::SCHEMA_VERSION
+                )))
+            }
+        }
+    }
+}
