@@ -41,7 +41,9 @@ impl EmailAddress {
         let (local, domain) = raw.rsplit_once('@').ok_or(AddressError::MissingAt)?;
         if local.is_empty()
             || local.len() > MAX_LOCAL
-            || local.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@')
+            || local
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '@')
         {
             return Err(AddressError::InvalidLocalPart);
         }
@@ -109,7 +111,9 @@ pub fn normalise_domain(domain: &str) -> Result<String, AddressError> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     });
     if !valid_labels || ascii.len() > MAX_DOMAIN {
         return Err(AddressError::InvalidDomain);
@@ -145,7 +149,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_address() {
-        for input in ["", "unknown", "Jane Doe", "a@b", "@example.com", "a b@example.com", "a@exa mple.com", "a@-.-"] {
+        for input in [
+            "",
+            "unknown",
+            "Jane Doe",
+            "a@b",
+            "@example.com",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a@-.-",
+        ] {
             assert!(EmailAddress::parse(input).is_err(), "{input:?} parsed");
         }
     }

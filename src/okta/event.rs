@@ -31,13 +31,21 @@ pub struct LogEvent {
     pub published: DateTime<Utc>,
     #[serde(rename = "eventType")]
     pub event_type: String,
-    #[serde(rename = "displayMessage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "displayMessage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub display_message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Vec<Target>>,
-    #[serde(rename = "debugContext", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "debugContext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub debug_context: Option<DebugContext>,
 }
 
@@ -173,13 +181,28 @@ mod tests {
     #[test]
     fn status_reads_reason_in_any_case() {
         let cases = [
-            (json!({"result": "FAILURE", "reason": "DEFERRED"}), DeliveryStatus::Deferred),
-            (json!({"result": "FAILURE", "reason": "bounce"}), DeliveryStatus::Bounce),
-            (json!({"result": "FAILURE", "reason": "Bounce"}), DeliveryStatus::Bounce),
-            (json!({"result": "FAILURE", "reason": "dropped"}), DeliveryStatus::Dropped),
+            (
+                json!({"result": "FAILURE", "reason": "DEFERRED"}),
+                DeliveryStatus::Deferred,
+            ),
+            (
+                json!({"result": "FAILURE", "reason": "bounce"}),
+                DeliveryStatus::Bounce,
+            ),
+            (
+                json!({"result": "FAILURE", "reason": "Bounce"}),
+                DeliveryStatus::Bounce,
+            ),
+            (
+                json!({"result": "FAILURE", "reason": "dropped"}),
+                DeliveryStatus::Dropped,
+            ),
             (json!({"result": "SUCCESS"}), DeliveryStatus::Delivered),
             (json!({"result": "DEFERRED"}), DeliveryStatus::Deferred),
-            (json!({"result": "FAILURE", "reason": "SPAMREPORT"}), DeliveryStatus::Unknown),
+            (
+                json!({"result": "FAILURE", "reason": "SPAMREPORT"}),
+                DeliveryStatus::Unknown,
+            ),
         ];
         for (outcome, expected) in cases {
             let event = event_with(outcome.clone(), json!({}), "");
@@ -189,7 +212,11 @@ mod tests {
 
     #[test]
     fn status_falls_back_to_debug_data_and_display() {
-        let event = event_with(json!({"result": "FAILURE"}), json!({"deliveryStatus": "BLOCKED"}), "");
+        let event = event_with(
+            json!({"result": "FAILURE"}),
+            json!({"deliveryStatus": "BLOCKED"}),
+            "",
+        );
         assert_eq!(event.status(), DeliveryStatus::Blocked);
         let event = event_with(json!(null), json!({}), "Email delivery FAILURE: bounce");
         assert_eq!(event.status(), DeliveryStatus::Bounce);

@@ -31,10 +31,9 @@ const RECIPIENT_DEBUG_KEYS: &[&str] = &[
 pub fn find_recipient(event: &LogEvent) -> Option<EmailAddress> {
     let targets: &[Target] = event.target.as_deref().unwrap_or(&[]);
     let is_recipient_type = |target: &&Target| {
-        target
-            .kind
-            .as_deref()
-            .is_some_and(|kind| RECIPIENT_TARGET_TYPES.contains(&kind.to_ascii_lowercase().as_str()))
+        target.kind.as_deref().is_some_and(|kind| {
+            RECIPIENT_TARGET_TYPES.contains(&kind.to_ascii_lowercase().as_str())
+        })
     };
     let preferred = targets.iter().filter(is_recipient_type);
     let others = targets.iter().filter(|target| !is_recipient_type(target));
@@ -76,15 +75,24 @@ mod tests {
 
     #[test]
     fn user_target_alternate_id() {
-        let e = event(json!([{"id": "00u1", "type": "User", "alternateId": "A@Example.com", "displayName": "A"}]), json!({}));
+        let e = event(
+            json!([{"id": "00u1", "type": "User", "alternateId": "A@Example.com", "displayName": "A"}]),
+            json!({}),
+        );
         assert_eq!(key(&e).as_deref(), Some("a@example.com"));
     }
 
     #[test]
     fn email_target_id_and_display_name() {
-        let e = event(json!([{"id": "b@example.com", "type": "email", "displayName": "b@example.com"}]), json!({}));
+        let e = event(
+            json!([{"id": "b@example.com", "type": "email", "displayName": "b@example.com"}]),
+            json!({}),
+        );
         assert_eq!(key(&e).as_deref(), Some("b@example.com"));
-        let e = event(json!([{"id": "x1", "type": "email", "displayName": "c@example.com"}]), json!({}));
+        let e = event(
+            json!([{"id": "x1", "type": "email", "displayName": "c@example.com"}]),
+            json!({}),
+        );
         assert_eq!(key(&e).as_deref(), Some("c@example.com"));
     }
 
@@ -110,8 +118,15 @@ mod tests {
 
     #[test]
     fn never_reads_actor_or_provider_message() {
-        for target in [json!(null), json!([]), json!([{"id": "00u1", "type": "User", "alternateId": "unknown"}])] {
-            let e = event(target, json!({"providerMessage": "550 rejected old-box@example.org"}));
+        for target in [
+            json!(null),
+            json!([]),
+            json!([{"id": "00u1", "type": "User", "alternateId": "unknown"}]),
+        ] {
+            let e = event(
+                target,
+                json!({"providerMessage": "550 rejected old-box@example.org"}),
+            );
             assert_eq!(key(&e), None);
         }
     }
