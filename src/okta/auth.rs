@@ -50,7 +50,7 @@ impl From<String> for Secret {
     }
 }
 
-/// How the client authenticates to Okta.
+/// Credentials the client sends to Okta.
 #[derive(Debug, Clone)]
 pub enum OktaAuth {
     /// An API token, sent as `Authorization: SSWS <token>`.

@@ -1,10 +1,9 @@
 //! The Okta Management API client: authentication, rate limits, retries and bounce removal.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -13,52 +12,14 @@ use url::Url;
 use super::auth::{request_access_token, AccessToken, OktaAuth};
 use super::error::{OktaError, OktaErrorBody};
 use super::rate_limit::{bucket_key, until_epoch, RateLimitState, RateLimits};
+pub use super::retry::RetryPolicy;
 
 /// Maximum number of addresses [`OktaClient::remove_bounces`] should receive in one call.
 /// Okta does not document a maximum for the remove-list endpoint, so 50 is a conservative
-/// choice that keeps each request small; callers split longer lists into batches.
+/// choice that keeps each request small. Callers split longer lists into batches.
 pub const MAX_REMOVE_BATCH: usize = 50;
 
-/// Retry bounds for 429, 5xx, timeouts and transport failures.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Total attempts per request, the first one included.
-    pub max_attempts: u32,
-    /// First backoff delay for 5xx and transport failures; it doubles with each attempt.
-    pub base_delay: Duration,
-    /// Upper bound of one backoff delay and of one wait for a rate-limit reset.
-    pub max_delay: Duration,
-    /// Upper bound of the random delay added to each wait.
-    pub jitter: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(65),
-            jitter: Duration::from_millis(250),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        self.base_delay.saturating_mul(factor).min(self.max_delay) + self.random_jitter()
-    }
-
-    fn random_jitter(&self) -> Duration {
-        let max_millis = self.jitter.as_millis() as u64;
-        if max_millis == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_millis(rand::thread_rng().gen_range(0..=max_millis))
-    }
-}
-
-/// A successful (2xx) answer from Okta.
+/// A successful (2xx) response from Okta.
 #[derive(Debug)]
 pub struct ApiResponse {
     pub status: StatusCode,
@@ -150,7 +111,7 @@ impl OktaClient {
 
     /// Sends `addresses` to `POST /api/v1/org/email/bounces/remove-list` exactly as given, in
     /// one request of at most [`MAX_REMOVE_BATCH`] addresses. A 200 with per-address `errors`,
-    /// a 200 with `{}` or no errors, and a 204 all count as success; an address missing from
+    /// a 200 with `{}` or no errors, and a 204 all count as success. An address missing from
     /// `errors` was accepted.
     pub async fn remove_bounces(
         &self,
@@ -172,7 +133,7 @@ impl OktaClient {
     }
 
     /// Sends one request with authentication, rate-limit waits and bounded retries, and
-    /// returns the 2xx answer or the classified failure.
+    /// returns the 2xx response or the classified failure.
     pub async fn execute(
         &self,
         method: Method,
@@ -424,14 +385,6 @@ impl From<RemoveListError> for (String, String) {
     }
 }
 
-/// Returns the current Unix time in seconds.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,18 +416,5 @@ mod tests {
         let sent = vec!["first.last+okta@example.com".to_string()];
         let outcome = match_remove_list_errors(&sent, Vec::<(String, String)>::new());
         assert_eq!(outcome.accepted, sent);
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let policy = RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(300),
-            jitter: Duration::ZERO,
-        };
-        assert_eq!(policy.backoff(1), Duration::from_millis(100));
-        assert_eq!(policy.backoff(2), Duration::from_millis(200));
-        assert_eq!(policy.backoff(3), Duration::from_millis(300));
     }
 }

@@ -146,7 +146,7 @@ fn reset_display(reset: &Option<DateTime<Utc>>) -> String {
 }
 
 impl OktaError {
-    /// Reports whether the same request may succeed later: rate limits, 5xx answers, timeouts
+    /// Reports whether the same request may succeed later: rate limits, 5xx responses, timeouts
     /// and transport failures. The client has already retried these within its own bounds.
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -158,7 +158,7 @@ impl OktaError {
         )
     }
 
-    /// Returns the HTTP status Okta answered with, when the failure carries one.
+    /// Returns the HTTP status of Okta's response, when the failure carries one.
     pub fn status(&self) -> Option<u16> {
         match self {
             OktaError::Forbidden { .. } => Some(403),

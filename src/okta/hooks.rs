@@ -17,7 +17,7 @@ use super::event::EMAIL_DELIVERY;
 /// hook by this exact name, so rename it in Okta only together with this constant.
 pub const HOOK_NAME: &str = "bouncewatch";
 
-/// Description written on the hook so an Okta admin sees who manages it.
+/// Description written on the hook, which tells Okta admins which service manages it.
 pub const HOOK_DESCRIPTION: &str = "Managed by bouncewatch: email delivery events";
 
 /// An event hook as Okta returns it. The auth header value is write-only and never returned.
@@ -151,7 +151,7 @@ pub enum HookError {
     InvalidUrl { url: String, reason: String },
     #[error(
         "Okta could not verify the event hook at {url}: {detail}. The service must be running, \
-         reachable from Okta at this URL over https, and answer the GET with header \
+         reachable from Okta at this URL over https, and respond to the GET with header \
          x-okta-verification-challenge by returning {{\"verification\": <header value>}} within 3 s."
     )]
     VerificationFailed { url: String, detail: String },

@@ -9,5 +9,6 @@ pub mod hooks;
 pub mod logs;
 pub mod rate_limit;
 pub mod recipient;
+pub mod retry;
 
 pub use event::{DeliveryStatus, Envelope, LogEvent};

@@ -57,8 +57,8 @@ pub fn until_epoch(epoch_seconds: u64, now: SystemTime) -> Option<Duration> {
 
 /// Names the bucket of a request path. Okta counts most limits per endpoint, so the bucket is
 /// the path with the event hook id replaced by `{id}`.
-// NOTE: Okta groups some endpoints into shared buckets that this key does not model, so the
-// client may wait later than Okta's own accounting would allow; a 429 is still handled.
+// NOTE: Okta groups some endpoints into shared buckets that this key does not model. The
+// client may then send a request Okta counts as over the limit, and handles the 429.
 pub fn bucket_key(path: &str) -> String {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let mut key = Vec::with_capacity(segments.len());
