@@ -13,4 +13,5 @@
 
 pub mod address;
 pub mod classify;
+pub mod forward;
 pub mod okta;
