@@ -8,3 +8,4 @@
 
 pub mod notification;
 pub mod sign;
+pub mod ssrf;
