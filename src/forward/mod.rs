@@ -9,3 +9,4 @@
 pub mod notification;
 pub mod sign;
 pub mod ssrf;
+pub mod subscription;
