@@ -6,6 +6,8 @@
 //! Delivery is at least once: receivers drop duplicates by `webhook-id`, which stays the same
 //! on every attempt of one notification.
 
+pub mod backoff;
+pub mod breaker;
 pub mod notification;
 pub mod sign;
 pub mod ssrf;
