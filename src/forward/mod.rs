@@ -9,6 +9,12 @@
 pub mod backoff;
 pub mod breaker;
 pub mod notification;
+pub mod send;
 pub mod sign;
 pub mod ssrf;
 pub mod subscription;
+
+pub use notification::{Notification, NotificationKind};
+pub use send::{deliver_once, AttemptOutcome, AttemptResult};
+pub use sign::WebhookSecret;
+pub use subscription::Subscription;
