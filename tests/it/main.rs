@@ -1,0 +1,2 @@
+mod forward_send;
+mod support;

@@ -1,0 +1,3 @@
+//! Real servers that integration tests send to.
+
+pub mod receiver;
