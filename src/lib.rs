@@ -14,11 +14,15 @@
 pub mod address;
 pub mod background;
 pub mod classify;
+<<<<<<< HEAD
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod http;
 pub mod ingest;
+=======
+pub mod forward;
+>>>>>>> forward
 pub mod okta;
 pub mod state;
 pub mod store;

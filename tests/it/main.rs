@@ -1,4 +1,6 @@
-//! Integration tests: the Okta client against a fake Okta org on 127.0.0.1.
+//! Integration tests: the real binary, the Okta client against a fake Okta org, and the
+//! notification sender against a verifying receiver, all on 127.0.0.1.
 
+mod forward_send;
 mod okta_client;
 mod support;
