@@ -14,15 +14,12 @@
 pub mod address;
 pub mod background;
 pub mod classify;
-<<<<<<< HEAD
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod forward;
 pub mod http;
 pub mod ingest;
-=======
-pub mod forward;
->>>>>>> forward
 pub mod okta;
 pub mod state;
 pub mod store;
