@@ -65,13 +65,13 @@ trait NoneOrEmpty {
 
 impl NoneOrEmpty for Option<&str> {
     fn is_none_or_empty(&self) -> bool {
-        self.map_or(true, str::is_empty)
+        self.is_none_or(str::is_empty)
     }
 }
 
 impl NoneOrEmpty for Option<&Vec<Value>> {
     fn is_none_or_empty(&self) -> bool {
-        self.map_or(true, Vec::is_empty)
+        self.is_none_or(Vec::is_empty)
     }
 }
 

@@ -163,7 +163,7 @@ fn matches_cursor(event: &Value, cursor: &LogCursor) -> bool {
     let Some(published) = published(event) else {
         return false;
     };
-    let after_since = cursor.since.map_or(true, |since| published >= since);
-    let before_until = cursor.until.map_or(true, |until| published < until);
+    let after_since = cursor.since.is_none_or(|since| published >= since);
+    let before_until = cursor.until.is_none_or(|until| published < until);
     after_since && before_until
 }
