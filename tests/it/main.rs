@@ -2,5 +2,6 @@
 //! notification sender against a verifying receiver, all on 127.0.0.1.
 
 mod forward_send;
+mod ingest;
 mod okta_client;
 mod support;
