@@ -4,4 +4,6 @@
 mod forward_send;
 mod ingest;
 mod okta_client;
+// Each test file uses only part of the shared support code.
+#[allow(dead_code)]
 mod support;
