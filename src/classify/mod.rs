@@ -1,9 +1,13 @@
 //! Turns a failed delivery (its status and the provider's SMTP reply) into a verdict: which
 //! party is at fault (`scope`) and whether the fault can go away on its own (`permanence`).
 
+pub mod smtp;
+
 use serde::{Deserialize, Serialize};
 
 use crate::okta::DeliveryStatus;
+
+pub use smtp::{EnhancedCode, SmtpReply};
 
 /// Which party a failure points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
