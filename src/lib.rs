@@ -21,6 +21,7 @@ pub mod forward;
 pub mod http;
 pub mod ingest;
 pub mod okta;
+pub mod rules;
 pub mod state;
 pub mod store;
 pub mod telemetry;
