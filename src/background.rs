@@ -1,13 +1,39 @@
 //! The background tasks `serve` runs beside the HTTP server. Each reads a durable queue from
 //! the store, so work left by a crash resumes on the next start.
 
+use std::time::Duration;
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::Config;
 use crate::http::AppState;
+use crate::okta::auth::{OktaAuth, Secret};
+use crate::okta::client::OktaClient;
 
 /// Starts every background task; each stops when `stop` turns true.
 pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    let _ = (&state, &stop);
-    Vec::new()
+    let client = okta_client(&state.config);
+    vec![
+        tokio::spawn(crate::rules::worker::run(state.clone(), stop.clone())),
+        tokio::spawn(crate::rules::clear::run(
+            state.clone(),
+            client,
+            stop.clone(),
+        )),
+    ]
+}
+
+/// The Okta client for clears, or `None` when no org is configured.
+fn okta_client(config: &Config) -> Option<OktaClient> {
+    let url = config.okta_org_url.clone()?;
+    let token = config.okta_api_token.as_ref()?;
+    let auth = OktaAuth::ApiToken(Secret::new(token.expose().to_string()));
+    match OktaClient::new(url, auth, Duration::from_secs(30)) {
+        Ok(client) => Some(client),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot build the Okta client; clears stay queued");
+            None
+        }
+    }
 }

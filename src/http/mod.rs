@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod hook;
+pub mod rules;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub admin_tokens: auth::Accepted,
     /// Woken after a delivery is stored, so the rules run without waiting for their poll.
     pub rules_wake: Arc<Notify>,
+    /// Woken when clears are queued or approved.
+    pub clear_wake: Arc<Notify>,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
             hook_secrets,
             admin_tokens,
             rules_wake: Arc::new(Notify::new()),
+            clear_wake: Arc::new(Notify::new()),
         }
     }
 }

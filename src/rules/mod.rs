@@ -2,4 +2,7 @@
 //! outage's recovery calls for, with the safeguards around them (loop guard, hourly cap,
 //! approval, pause, dry run).
 
+pub mod clear;
+pub mod notify;
 pub mod outage;
+pub mod worker;

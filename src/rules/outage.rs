@@ -105,16 +105,24 @@ pub fn analyse(events: &[DomainEvent], thresholds: &Thresholds) -> Analysis {
         }
 
         if let Some(episode) = open.as_mut() {
-            let in_episode_bounce = matches!(event.status, DeliveryStatus::Bounce | DeliveryStatus::Dropped)
-                && (event.status == DeliveryStatus::Dropped || counts(event));
+            let in_episode_bounce = matches!(
+                event.status,
+                DeliveryStatus::Bounce | DeliveryStatus::Dropped
+            ) && (event.status == DeliveryStatus::Dropped || counts(event));
             if in_episode_bounce {
-                episode.caused.entry(event.address.clone()).or_default().push(event.uuid.clone());
+                episode
+                    .caused
+                    .entry(event.address.clone())
+                    .or_default()
+                    .push(event.uuid.clone());
             }
             if counts(event) {
                 episode.last_failure = episode.last_failure.max(event.published);
                 last_counted = Some(event.published);
                 recovered_by.clear();
-            } else if event.status == DeliveryStatus::Delivered && event.published > episode.last_failure {
+            } else if event.status == DeliveryStatus::Delivered
+                && event.published > episode.last_failure
+            {
                 recovered_by.insert(event.address.as_str());
                 if recovered_by.len() >= thresholds.recovery_deliveries {
                     let mut episode = open.take().expect("episode is open");
@@ -134,11 +142,16 @@ pub fn analyse(events: &[DomainEvent], thresholds: &Thresholds) -> Analysis {
         }
         last_counted = Some(event.published);
         recent_failures.push_back(event);
-        while recent_failures.front().is_some_and(|f| f.published < horizon) {
+        while recent_failures
+            .front()
+            .is_some_and(|f| f.published < horizon)
+        {
             recent_failures.pop_front();
         }
-        let addresses: BTreeSet<&str> = recent_failures.iter().map(|f| f.address.as_str()).collect();
-        let mut enough = recent_failures.len() >= thresholds.min_failures && addresses.len() >= thresholds.min_addresses;
+        let addresses: BTreeSet<&str> =
+            recent_failures.iter().map(|f| f.address.as_str()).collect();
+        let mut enough = recent_failures.len() >= thresholds.min_failures
+            && addresses.len() >= thresholds.min_addresses;
         if enough && recent_events.len() > thresholds.volume_threshold {
             let ratio = recent_failures.len() as f64 / recent_events.len() as f64;
             enough = ratio >= thresholds.min_failure_ratio;
@@ -148,7 +161,10 @@ pub fn analyse(events: &[DomainEvent], thresholds: &Thresholds) -> Analysis {
             let mut caused: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for failure in &recent_failures {
                 if failure.status == DeliveryStatus::Bounce {
-                    caused.entry(failure.address.clone()).or_default().push(failure.uuid.clone());
+                    caused
+                        .entry(failure.address.clone())
+                        .or_default()
+                        .push(failure.uuid.clone());
                 }
             }
             open = Some(Found {
@@ -167,7 +183,9 @@ pub fn analyse(events: &[DomainEvent], thresholds: &Thresholds) -> Analysis {
         Health::Outage
     } else {
         match (last_counted, newest) {
-            (Some(failure), Some(newest)) if failure >= newest - thresholds.window => Health::Degraded,
+            (Some(failure), Some(newest)) if failure >= newest - thresholds.window => {
+                Health::Degraded
+            }
             _ => Health::Healthy,
         }
     };

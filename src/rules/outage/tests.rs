@@ -11,9 +11,16 @@ fn t() -> Thresholds {
     }
 }
 
-fn ev(minute: i64, uuid: &str, address: &str, status: DeliveryStatus, scope: Option<Scope>) -> DomainEvent {
+fn ev(
+    minute: i64,
+    uuid: &str,
+    address: &str,
+    status: DeliveryStatus,
+    scope: Option<Scope>,
+) -> DomainEvent {
     DomainEvent {
-        published: "2025-01-15T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::minutes(minute),
+        published: "2025-01-15T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+            + Duration::minutes(minute),
         uuid: uuid.to_string(),
         address: address.to_string(),
         status,
@@ -22,7 +29,13 @@ fn ev(minute: i64, uuid: &str, address: &str, status: DeliveryStatus, scope: Opt
 }
 
 fn fail(minute: i64, uuid: &str, address: &str) -> DomainEvent {
-    ev(minute, uuid, address, DeliveryStatus::Bounce, Some(Scope::Domain))
+    ev(
+        minute,
+        uuid,
+        address,
+        DeliveryStatus::Bounce,
+        Some(Scope::Domain),
+    )
 }
 
 fn ok(minute: i64, uuid: &str, address: &str) -> DomainEvent {
@@ -40,7 +53,11 @@ fn three_failures_two_addresses_open_outage() {
 
 #[test]
 fn failures_spread_over_more_than_window_do_not() {
-    let events = [fail(0, "u1", "a"), fail(50, "u2", "b"), fail(120, "u3", "c")];
+    let events = [
+        fail(0, "u1", "a"),
+        fail(50, "u2", "b"),
+        fail(120, "u3", "c"),
+    ];
     let analysis = analyse(&events, &t());
     assert_eq!(analysis.health, Health::Degraded);
     assert!(analysis.episodes.is_empty());
@@ -55,7 +72,15 @@ fn one_address_alone_is_no_outage() {
 #[test]
 fn mailbox_failures_never_count() {
     let events: Vec<_> = (0..10)
-        .map(|i| ev(i, &format!("u{i}"), &format!("a{i}"), DeliveryStatus::Bounce, Some(Scope::Mailbox)))
+        .map(|i| {
+            ev(
+                i,
+                &format!("u{i}"),
+                &format!("a{i}"),
+                DeliveryStatus::Bounce,
+                Some(Scope::Mailbox),
+            )
+        })
         .collect();
     let analysis = analyse(&events, &t());
     assert_eq!(analysis.health, Health::Healthy);
@@ -77,7 +102,10 @@ fn two_deliveries_after_last_failure_recover() {
     let episode = &analysis.episodes[0];
     assert_eq!(episode.end, Some(events[5].published));
     assert_eq!(episode.recovered_by, Some("deliveries"));
-    assert_eq!(episode.caused.keys().cloned().collect::<Vec<_>>(), vec!["a", "b", "c"]);
+    assert_eq!(
+        episode.caused.keys().cloned().collect::<Vec<_>>(),
+        vec!["a", "b", "c"]
+    );
 }
 
 #[test]
@@ -96,8 +124,14 @@ fn delivery_before_a_later_failure_does_not_recover() {
 
 #[test]
 fn busy_domain_needs_failure_ratio() {
-    let mut events: Vec<_> = (0..100).map(|i| ok(i % 50, &format!("d{i:03}"), &format!("x{i}"))).collect();
-    events.extend([fail(51, "f1", "a"), fail(52, "f2", "b"), fail(53, "f3", "c")]);
+    let mut events: Vec<_> = (0..100)
+        .map(|i| ok(i % 50, &format!("d{i:03}"), &format!("x{i}")))
+        .collect();
+    events.extend([
+        fail(51, "f1", "a"),
+        fail(52, "f2", "b"),
+        fail(53, "f3", "c"),
+    ]);
     events.sort_by(|a, b| (a.published, &a.uuid).cmp(&(b.published, &b.uuid)));
     assert!(analyse(&events, &t()).episodes.is_empty());
 }
@@ -109,7 +143,12 @@ fn admin_recovery_closes_outage() {
         uuid: format!("{ADMIN_RECOVERY_PREFIX}1"),
         ..ok(5, "", "")
     };
-    let events = [fail(0, "u1", "a"), fail(1, "u2", "b"), fail(2, "u3", "c"), marker];
+    let events = [
+        fail(0, "u1", "a"),
+        fail(1, "u2", "b"),
+        fail(2, "u3", "c"),
+        marker,
+    ];
     let analysis = analyse(&events, &t());
     assert_eq!(analysis.health, Health::Healthy);
     assert_eq!(analysis.episodes[0].recovered_by, Some("admin"));
