@@ -162,8 +162,7 @@ fn record_result(
                 }
             }
         }
-        Err(OktaError::Forbidden { .. }) | Err(OktaError::Unauthorized { .. }) => {
-            let err = result.err().expect("an error");
+        Err(err @ (OktaError::Forbidden { .. } | OktaError::Unauthorized { .. })) => {
             let message = err.to_string();
             let mut settings = records::runtime_settings_in(txn);
             settings.forbidden = Some(message.clone());
