@@ -2,6 +2,7 @@
 
 mod check_config;
 mod serve;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -25,10 +26,8 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve => serve::run(config).await,
             Command::CheckConfig => check_config::run(&config),
-            Command::Simulate { .. }
-            | Command::Backfill { .. }
-            | Command::Register { .. }
-            | Command::Unregister => {
+            Command::Simulate { file, format } => simulate::run(&config, &file, &format),
+            Command::Backfill { .. } | Command::Register { .. } | Command::Unregister => {
                 anyhow::bail!("this command is not available in this build yet")
             }
         }

@@ -129,7 +129,9 @@ fn reconcile(txn: &mut Txn<'_>, config: &Config, domain: &str, analysis: &Analys
                 open_outage(txn, domain, &episode, found);
                 summary.opened += 1;
                 record.episodes.push(episode);
-                record.episodes.sort_by_key(|episode| std::cmp::Reverse(episode.start));
+                record
+                    .episodes
+                    .sort_by_key(|episode| std::cmp::Reverse(episode.start));
                 record
                     .episodes
                     .iter()

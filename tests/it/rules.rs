@@ -285,3 +285,47 @@ async fn approval_mode_waits_for_admin() {
     assert_eq!(status, 200);
     assert_eq!(wait_for_removals(&fake, 1).await, vec!["x@example.org"]);
 }
+
+#[tokio::test]
+async fn simulate_reports_outage_and_clears() {
+    let app = App::start(&[]).await;
+    let path = app.path().join("export.json");
+    let mut events = outage_and_recovery();
+    events.push(events[0].clone());
+    std::fs::write(&path, serde_json::to_vec(&events).unwrap()).unwrap();
+    let output = app.command(&["simulate", path.to_str().unwrap(), "--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["would_clear"],
+        json!(["one@example.net", "three@example.net", "two@example.net"])
+    );
+    assert_eq!(report["outages"][0]["domain"], json!("example.net"));
+    assert_eq!(report["outages"][0]["start"], json!("2025-03-04T10:00:00Z"));
+    assert_eq!(report["outages"][0]["end"], json!("2025-03-04T10:31:00Z"));
+    assert_eq!(report["duplicates"], json!(1));
+    let kept = report["kept"].as_array().unwrap();
+    assert!(
+        kept.iter()
+            .all(|k| k["address"] != json!("gone@example.net")),
+        "{kept:?}"
+    );
+}
+
+#[tokio::test]
+async fn simulate_reads_one_event_per_line() {
+    let app = App::start(&[]).await;
+    let path = app.path().join("export.ndjson");
+    let lines: Vec<String> = outage_and_recovery()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let output = app.command(&["simulate", path.to_str().unwrap(), "--format", "json"]);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["would_clear"].as_array().unwrap().len(), 3);
+}
