@@ -1,7 +1,10 @@
 //! One file per command.
 
+pub mod backfill;
 mod check_config;
+mod register;
 mod serve;
+mod unregister;
 
 use std::process::ExitCode;
 
@@ -25,10 +28,12 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve => serve::run(config).await,
             Command::CheckConfig => check_config::run(&config),
-            Command::Simulate { .. }
-            | Command::Backfill { .. }
-            | Command::Register { .. }
-            | Command::Unregister => {
+            Command::Backfill { since, until } => {
+                backfill::run(config, &since, until.as_deref()).await
+            }
+            Command::Register { url } => register::run(config, &url).await,
+            Command::Unregister => unregister::run(&config).await,
+            Command::Simulate { .. } => {
                 anyhow::bail!("this command is not available in this build yet")
             }
         }
