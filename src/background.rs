@@ -1,14 +1,11 @@
 //! The background tasks `serve` runs beside the HTTP server. Each reads a durable queue from
 //! the store, so work left by a crash resumes on the next start.
 
-use std::time::Duration;
-
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::http::AppState;
-use crate::okta::auth::{OktaAuth, Secret};
 use crate::okta::client::OktaClient;
 
 /// Starts every background task; each stops when `stop` turns true.
@@ -26,10 +23,8 @@ pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>
 
 /// The Okta client for clears, or `None` when no org is configured.
 fn okta_client(config: &Config) -> Option<OktaClient> {
-    let url = config.okta_org_url.clone()?;
-    let token = config.okta_api_token.as_ref()?;
-    let auth = OktaAuth::ApiToken(Secret::new(token.expose().to_string()));
-    match OktaClient::new(url, auth, Duration::from_secs(30)) {
+    config.okta_org_url.as_ref()?;
+    match crate::okta::setup::client_from_config(config) {
         Ok(client) => Some(client),
         Err(err) => {
             tracing::error!(error = %err, "cannot build the Okta client; clears stay queued");

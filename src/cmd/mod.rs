@@ -1,8 +1,11 @@
 //! One file per command.
 
+pub mod backfill;
 mod check_config;
+mod register;
 mod serve;
 mod simulate;
+mod unregister;
 
 use std::process::ExitCode;
 
@@ -27,9 +30,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve => serve::run(config).await,
             Command::CheckConfig => check_config::run(&config),
             Command::Simulate { file, format } => simulate::run(&config, &file, &format),
-            Command::Backfill { .. } | Command::Register { .. } | Command::Unregister => {
-                anyhow::bail!("this command is not available in this build yet")
+            Command::Backfill { since, until } => {
+                backfill::run(config, &since, until.as_deref()).await
             }
+            Command::Register { url } => register::run(config, &url).await,
+            Command::Unregister => unregister::run(&config).await,
         }
     });
     match result {

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/domains/{domain}", get(get_domain))
         .route("/actions", get(list_actions))
         .route("/quarantine", get(list_quarantine))
+        .route("/backfill", post(super::backfill::run))
         .merge(super::rules::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backfill;
 pub mod error;
 pub mod health;
 pub mod hook;

@@ -10,5 +10,6 @@ pub mod logs;
 pub mod rate_limit;
 pub mod recipient;
 pub mod retry;
+pub mod setup;
 
 pub use event::{DeliveryStatus, Envelope, LogEvent};
