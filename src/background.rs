@@ -8,6 +8,5 @@ use crate::http::AppState;
 
 /// Starts every background task; each stops when `stop` turns true.
 pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    let _ = (&state, &stop);
-    Vec::new()
+    vec![tokio::spawn(crate::forward::dispatch::run(state, stop))]
 }
