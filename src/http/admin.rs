@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/domains/{domain}", get(get_domain))
         .route("/actions", get(list_actions))
         .route("/quarantine", get(list_quarantine))
+        .merge(super::subscriptions::router())
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 

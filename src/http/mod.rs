@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod hook;
+pub mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Instant;
