@@ -3,6 +3,7 @@
 
 mod forward_send;
 mod ingest;
+mod notifications;
 mod okta_client;
 // Each test file uses only part of the shared support code.
 #[allow(dead_code)]
