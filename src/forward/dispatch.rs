@@ -40,7 +40,7 @@ pub const BREAKER_THRESHOLD: u32 = 5;
 pub const BREAKER_COOL_DOWN: Duration = Duration::from_secs(30);
 
 /// How far an entry held back by an open breaker is moved, without counting an attempt.
-pub const CIRCUIT_OPEN_DELAY: Duration = Duration::from_secs(5);
+pub const CIRCUIT_OPEN_DELAY: Duration = Duration::from_secs(10);
 
 /// How long a stop waits for attempts in flight before leaving them to the next start.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -141,7 +141,8 @@ impl Dispatcher {
         let due = store.due_entries(now, MAX_SCANNED)?;
         let mut digests: BTreeMap<(String, String, DateTime<Utc>), Vec<&OutboxEntry>> =
             BTreeMap::new();
-        let mut held_back: Vec<u64> = Vec::new();
+        // Entries not sent in this pass: disabled subscriptions and open circuits.
+        let mut skipped: Vec<(u64, Outcome)> = Vec::new();
         let mut subscriptions = HashMap::new();
 
         for entry in &due {
@@ -168,9 +169,7 @@ impl Dispatcher {
             if !subscription.enabled {
                 let reason = "the subscription is disabled".to_string();
                 let attempt = skipped_attempt(now, "disabled", &reason);
-                store
-                    .record_outcome(entry.id, Outcome::Dead { reason, attempt })
-                    .await?;
+                skipped.push((entry.id, Outcome::Dead { reason, attempt }));
                 self.count_dead("disabled");
                 continue;
             }
@@ -182,7 +181,15 @@ impl Dispatcher {
                 continue;
             }
             if !self.acquire_breaker(&subscription.url) {
-                held_back.push(entry.id);
+                let at = now + chrono::Duration::from_std(CIRCUIT_OPEN_DELAY).unwrap_or_default();
+                let error = "the circuit breaker for this origin is open";
+                let attempt = skipped_attempt(now, "circuit_open", error);
+                let outcome = Outcome::Reschedule {
+                    at,
+                    attempt,
+                    counted: false,
+                };
+                skipped.push((entry.id, outcome));
                 continue;
             }
             let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -201,17 +208,7 @@ impl Dispatcher {
             });
         }
 
-        for id in held_back {
-            let at = now + chrono::Duration::from_std(CIRCUIT_OPEN_DELAY).unwrap_or_default();
-            let error = "the circuit breaker for this origin is open".to_string();
-            let attempt = skipped_attempt(now, "circuit_open", &error);
-            let outcome = Outcome::Reschedule {
-                at,
-                attempt,
-                counted: false,
-            };
-            store.record_outcome(id, outcome).await?;
-        }
+        store.record_outcomes(skipped).await?;
         for ((subscription_id, domain, start), members) in digests {
             let window = members
                 .first()

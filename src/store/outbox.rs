@@ -490,37 +490,17 @@ impl Store {
     /// Records the outcome of an attempt on a pending entry. Does nothing when the entry is no
     /// longer pending (its subscription was deleted meanwhile).
     pub async fn record_outcome(&self, id: u64, outcome: Outcome) -> Result<(), StoreError> {
+        self.record_outcomes(vec![(id, outcome)]).await
+    }
+
+    /// Records several outcomes in one write job.
+    pub async fn record_outcomes(&self, outcomes: Vec<(u64, Outcome)>) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
         self.write(move |txn| {
-            let Some(mut entry) = take_pending(txn, id) else {
-                return;
-            };
-            match outcome {
-                Outcome::Delivered => {}
-                Outcome::Reschedule {
-                    at,
-                    attempt,
-                    counted,
-                } => {
-                    if counted {
-                        entry.attempts += 1;
-                    }
-                    entry.record(attempt);
-                    entry.next_attempt_at = at;
-                    put_pending(txn, &entry);
-                }
-                Outcome::Dead { reason, attempt } => {
-                    entry.attempts += 1;
-                    entry.record(attempt);
-                    put_dead(txn, entry, reason);
-                }
-                Outcome::Gone { attempt } => {
-                    entry.attempts += 1;
-                    entry.record(attempt);
-                    let subscription_id = entry.subscription_id.clone();
-                    let reason = "the receiver answered 410 Gone, so the subscription was disabled";
-                    put_dead(txn, entry, reason.to_string());
-                    disable_subscription(txn, &subscription_id, reason);
-                }
+            for (id, outcome) in outcomes {
+                apply_outcome(txn, id, outcome);
             }
         })
         .await
@@ -690,6 +670,40 @@ impl Store {
     }
 }
 
+fn apply_outcome(txn: &mut Txn<'_>, id: u64, outcome: Outcome) {
+    let Some(mut entry) = take_pending(txn, id) else {
+        return;
+    };
+    match outcome {
+        Outcome::Delivered => {}
+        Outcome::Reschedule {
+            at,
+            attempt,
+            counted,
+        } => {
+            if counted {
+                entry.attempts += 1;
+            }
+            entry.record(attempt);
+            entry.next_attempt_at = at;
+            put_pending(txn, &entry);
+        }
+        Outcome::Dead { reason, attempt } => {
+            entry.attempts += 1;
+            entry.record(attempt);
+            put_dead(txn, entry, reason);
+        }
+        Outcome::Gone { attempt } => {
+            entry.attempts += 1;
+            entry.record(attempt);
+            let subscription_id = entry.subscription_id.clone();
+            let reason = "the receiver answered 410 Gone, so the subscription was disabled";
+            put_dead(txn, entry, reason.to_string());
+            disable_subscription(txn, &subscription_id, reason);
+        }
+    }
+}
+
 /// Reads every committed entry under `prefix` (pending or dead).
 fn committed_entries(txn: &Txn<'_>, prefix: &[u8]) -> Vec<OutboxEntry> {
     txn.scan_committed(prefix)
@@ -723,5 +737,254 @@ fn disable_subscription(txn: &mut Txn<'_>, id: &str, reason: &str) {
                 put_dead(txn, entry, reason.to_string());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration as StdDuration;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::config::Durability;
+    use crate::forward::subscription::{CreateSubscription, DigestSettings};
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Crash, StdDuration::from_secs(1)).unwrap();
+        (dir, store)
+    }
+
+    async fn subscribe(store: &Store, digest: Option<DigestSettings>) -> Subscription {
+        let request = CreateSubscription {
+            url: "http://127.0.0.1:9/hooks".to_string(),
+            digest,
+            ..CreateSubscription::default()
+        };
+        let (subscription, _) = request.into_subscription(true, Utc::now()).unwrap();
+        store
+            .create_subscription(subscription.clone())
+            .await
+            .unwrap();
+        subscription
+    }
+
+    async fn enqueue_bounce(store: &Store, cause: &str, domain: &str) {
+        let cause = cause.to_string();
+        let domain = domain.to_string();
+        store
+            .write(move |txn| {
+                let timestamp = Utc.with_ymd_and_hms(2025, 1, 15, 10, 0, 0).unwrap();
+                let data = json!({"address": format!("a@{domain}")});
+                let kind = NotificationKind::AddressBounced;
+                enqueue(txn, kind, &cause, Some(&domain), timestamp, data);
+            })
+            .await
+            .unwrap();
+    }
+
+    fn pending(store: &Store) -> Vec<OutboxEntry> {
+        store
+            .deliveries(DeliveryState::Pending, None, None, 1000)
+            .unwrap()
+            .items
+    }
+
+    fn dead(store: &Store) -> Vec<OutboxEntry> {
+        store
+            .deliveries(DeliveryState::Dead, None, None, 1000)
+            .unwrap()
+            .items
+    }
+
+    fn attempt(result: &str) -> AttemptRecord {
+        AttemptRecord {
+            at: Utc::now(),
+            status: Some(500),
+            latency_ms: 3,
+            result: result.to_string(),
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn enqueue_without_subscriptions_writes_nothing() {
+        let (_dir, store) = open();
+        enqueue_bounce(&store, "e1", "example.com").await;
+        assert_eq!(store.count_prefix(keys::OUTBOX), 0);
+        assert_eq!(store.count_prefix(OUTBOX_INDEX), 0);
+    }
+
+    #[tokio::test]
+    async fn enqueue_gives_stable_ids_per_subscription() {
+        let (_dir, store) = open();
+        let first = subscribe(&store, None).await;
+        let second = subscribe(&store, None).await;
+        enqueue_bounce(&store, "e1", "example.com").await;
+        enqueue_bounce(&store, "e1", "example.com").await;
+
+        let entries = pending(&store);
+        assert_eq!(entries.len(), 4);
+        for subscription in [&first, &second] {
+            let ids: Vec<&str> = entries
+                .iter()
+                .filter(|entry| entry.subscription_id == subscription.id)
+                .map(|entry| entry.notification.id.as_str())
+                .collect();
+            assert_eq!(ids.len(), 2);
+            assert_eq!(ids[0], ids[1]);
+        }
+        let due = store.due_entries(Utc::now(), 100).unwrap();
+        assert_eq!(due.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn reschedule_moves_entry_out_of_due() {
+        let (_dir, store) = open();
+        subscribe(&store, None).await;
+        enqueue_bounce(&store, "e1", "example.com").await;
+        let entry = pending(&store).remove(0);
+        let outcome = Outcome::Reschedule {
+            at: Utc::now() + Duration::seconds(60),
+            attempt: attempt("retry"),
+            counted: true,
+        };
+        store.record_outcome(entry.id, outcome).await.unwrap();
+
+        assert!(store.due_entries(Utc::now(), 100).unwrap().is_empty());
+        let later = Utc::now() + Duration::seconds(61);
+        let due = store.due_entries(later, 100).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].attempts, 1);
+        assert_eq!(due[0].history.len(), 1);
+        assert_eq!(due[0].notification.id, entry.notification.id);
+    }
+
+    #[tokio::test]
+    async fn dead_letter_and_retry() {
+        let (_dir, store) = open();
+        subscribe(&store, None).await;
+        enqueue_bounce(&store, "e1", "example.com").await;
+        let entry = pending(&store).remove(0);
+
+        assert!(matches!(
+            store.retry_dead(entry.id).await.unwrap(),
+            Err(DeliveryState::Pending)
+        ));
+        let reason = "no success after 12 attempts".to_string();
+        let outcome = Outcome::Dead {
+            reason: reason.clone(),
+            attempt: attempt("retry"),
+        };
+        store.record_outcome(entry.id, outcome).await.unwrap();
+        assert!(pending(&store).is_empty());
+        assert_eq!(store.count_prefix(OUTBOX_INDEX), 0);
+        let letters = dead(&store);
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].dead_reason, Some(reason));
+        assert_eq!(letters[0].state, DeliveryState::Dead);
+
+        let revived = store.retry_dead(entry.id).await.unwrap().unwrap().unwrap();
+        assert_eq!(revived.attempts, 0);
+        assert_eq!(revived.notification.id, entry.notification.id);
+        assert!(dead(&store).is_empty());
+        assert_eq!(pending(&store).len(), 1);
+        assert!(store
+            .retry_dead(u64::MAX - 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn gone_disables_and_dead_letters_pending() {
+        let (_dir, store) = open();
+        let gone = subscribe(&store, None).await;
+        enqueue_bounce(&store, "e1", "example.com").await;
+        enqueue_bounce(&store, "e2", "example.com").await;
+        let entry = pending(&store).remove(0);
+
+        let outcome = Outcome::Gone {
+            attempt: attempt("gone"),
+        };
+        store.record_outcome(entry.id, outcome).await.unwrap();
+        assert!(pending(&store).is_empty());
+        assert_eq!(dead(&store).len(), 2);
+        assert!(!store.subscription(&gone.id).unwrap().unwrap().enabled);
+
+        // A disabled subscription gets nothing new.
+        enqueue_bounce(&store, "e3", "example.com").await;
+        assert!(pending(&store).is_empty());
+
+        let moved = store.retry_dead_for_subscription(&gone.id).await.unwrap();
+        assert_eq!(moved, 2);
+        assert_eq!(pending(&store).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn delete_removes_entries() {
+        let (_dir, store) = open();
+        let subscription = subscribe(&store, None).await;
+        enqueue_bounce(&store, "e1", "example.com").await;
+        assert!(store.delete_subscription(&subscription.id).await.unwrap());
+        assert!(pending(&store).is_empty());
+        assert_eq!(store.count_prefix(OUTBOX_INDEX), 0);
+        assert!(!store.delete_subscription(&subscription.id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn digest_entries_wait_then_fold() {
+        let (_dir, store) = open();
+        let settings = DigestSettings { window_secs: 60 };
+        let subscription = subscribe(&store, Some(settings)).await;
+        enqueue_bounce(&store, "e1", "example.com").await;
+        enqueue_bounce(&store, "e2", "example.com").await;
+
+        let entries = pending(&store);
+        assert_eq!(entries.len(), 2);
+        let window = entries[0].digest_window.unwrap();
+        assert_eq!(window.timestamp() % 60, 0);
+        assert_eq!(entries[0].next_attempt_at, window + Duration::seconds(60));
+        assert!(store.due_entries(Utc::now(), 100).unwrap().is_empty());
+
+        let ids = entries.iter().map(|entry| entry.id).collect();
+        let end = window + Duration::seconds(60);
+        store
+            .fold_digest(
+                subscription.id.clone(),
+                "example.com".into(),
+                window,
+                end,
+                ids,
+            )
+            .await
+            .unwrap();
+        let folded = pending(&store);
+        assert_eq!(folded.len(), 1);
+        let digest = &folded[0];
+        assert_eq!(digest.notification.kind, NotificationKind::Digest);
+        assert_eq!(digest.digest_window, None);
+        let data = &digest.notification.data;
+        assert_eq!(data["domain"], json!("example.com"));
+        assert_eq!(data["counts"]["address.bounced"], json!(2));
+        assert_eq!(data["items"].as_array().unwrap().len(), 2);
+        assert_eq!(data["truncated"], json!(false));
+        assert_eq!(store.due_entries(Utc::now(), 100).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn window_start_aligns_to_epoch() {
+        let now = Utc.with_ymd_and_hms(2025, 1, 15, 10, 7, 31).unwrap();
+        let start = window_start(now, 300);
+        assert_eq!(start, Utc.with_ymd_and_hms(2025, 1, 15, 10, 5, 0).unwrap());
+    }
+
+    #[test]
+    fn delivery_ids_parse() {
+        assert_eq!(parse_delivery_id("dlv_42"), Some(42));
+        assert_eq!(parse_delivery_id("42"), None);
+        assert_eq!(parse_delivery_id("dlv_x"), None);
     }
 }
