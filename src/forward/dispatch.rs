@@ -36,7 +36,7 @@ pub const MAX_SCANNED: usize = 2000;
 /// Consecutive failed attempts to one origin that open its circuit breaker.
 pub const BREAKER_THRESHOLD: u32 = 5;
 
-/// How long an open breaker holds attempts back before it lets one probe through.
+/// How long an open breaker blocks attempts before it lets one probe through.
 pub const BREAKER_COOL_DOWN: Duration = Duration::from_secs(30);
 
 /// How far an entry held back by an open breaker is moved, without counting an attempt.

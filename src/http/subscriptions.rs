@@ -22,7 +22,7 @@ use crate::forward::subscription::{
 use crate::forward::Subscription;
 use crate::store::outbox::{parse_delivery_id, DeliveryState};
 
-/// The routes, mounted by `admin::router` behind the bearer-token check.
+/// Builds the routes, which `admin::router` mounts behind the bearer-token check.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
@@ -133,8 +133,8 @@ async fn delete_subscription(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Sends a signed `test` notification now, outside the outbox, and returns what the receiver
-/// answered: never its headers, and at most a short excerpt of its body.
+/// Sends a signed `test` notification now, outside the outbox, and returns the receiver's
+/// response: its status and at most a short excerpt of its body, never its headers.
 async fn test_subscription(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -31,10 +31,10 @@ use crate::state::AddressState;
 pub const OUTBOX_INDEX: &[u8] = b"O/";
 pub const DEAD_LETTER: &[u8] = b"D/";
 
-/// The maximum number of attempt records kept on one entry; older ones are dropped.
+/// The maximum number of attempt records kept on one entry. Older ones are dropped.
 pub const MAX_ATTEMPT_RECORDS: usize = 20;
 
-/// The maximum number of member notifications copied into one `digest`; `counts` covers all.
+/// The maximum number of member notifications copied into one `digest`. Its `counts` cover all.
 pub const MAX_DIGEST_ITEMS: usize = 100;
 
 /// Woken after notifications are enqueued or retried, so the dispatcher need not wait for its
@@ -44,7 +44,7 @@ pub fn outbox_wake() -> &'static Notify {
     WAKE.get_or_init(Notify::new)
 }
 
-/// Where an entry is in its life.
+/// The lifecycle state of an outbox entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
@@ -84,7 +84,7 @@ pub struct OutboxEntry {
     /// The newest attempts, oldest first, at most [`MAX_ATTEMPT_RECORDS`].
     #[serde(default)]
     pub history: Vec<AttemptRecord>,
-    /// Why the entry was dead-lettered.
+    /// The reason the entry was dead-lettered.
     #[serde(default)]
     pub dead_reason: Option<String>,
 }
@@ -129,7 +129,7 @@ pub fn parse_delivery_id(text: &str) -> Option<u64> {
     text.strip_prefix("dlv_")?.parse().ok()
 }
 
-/// What the dispatcher learned from one attempt, to record on the entry.
+/// The result of one attempt, as the dispatcher records it on the entry.
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// The receiver accepted it: the entry is removed.
@@ -145,7 +145,7 @@ pub enum Outcome {
         reason: String,
         attempt: AttemptRecord,
     },
-    /// The receiver answered 410: disable the subscription and dead-letter all of its pending
+    /// The receiver returned 410 Gone: disable the subscription and dead-letter all of its pending
     /// entries.
     Gone { attempt: AttemptRecord },
 }
@@ -170,9 +170,12 @@ fn dead_key(id: u64) -> Vec<u8> {
 fn enabled_subscriptions(txn: &Txn<'_>) -> Vec<Subscription> {
     let mut found = Vec::new();
     for entry in txn.scan_committed(keys::SUBSCRIPTION) {
-        let Ok((key, value)) = entry else {
-            tracing::error!("reading subscriptions failed; notifications of this job are skipped");
-            break;
+        let (key, value) = match entry {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::error!(error = %err, "reading subscriptions failed, so this event queues no notifications");
+                break;
+            }
         };
         match serde_json::from_slice::<Subscription>(&value) {
             Ok(subscription) if subscription.enabled => found.push(subscription),
@@ -194,7 +197,7 @@ fn put_pending(txn: &mut Txn<'_>, entry: &OutboxEntry) {
     txn.put_json(key, entry);
 }
 
-/// Removes a pending entry and its index; returns it if it was there.
+/// Removes a pending entry and its index, and returns the entry if it was there.
 fn take_pending(txn: &mut Txn<'_>, id: u64) -> Option<OutboxEntry> {
     let index = index_key(id);
     let key = txn.get(&index)?;
@@ -221,8 +224,8 @@ fn put_dead(txn: &mut Txn<'_>, mut entry: OutboxEntry, reason: String) {
 /// Queues one notification of `kind` for every enabled subscription that wants it, inside the
 /// caller's write job, so it commits together with its cause.
 ///
-/// Each receiver sees `webhook-id` = `Notification::webhook_id("{kind}/{cause_id}", sub)`, so
-/// enqueueing the same kind for the same cause twice yields the same id and receivers drop the
+/// The `webhook-id` is `Notification::webhook_id("{kind}/{cause_id}", subscription id)`, so
+/// enqueueing the same kind for the same cause twice yields the same id, and receivers drop the
 /// copy. `domain` is the normalised recipient domain, or `None` for notifications about no
 /// domain. Subscriptions created in the same write group are not seen.
 pub fn enqueue(
@@ -507,8 +510,8 @@ impl Store {
     }
 
     /// Replaces due digest-waiting entries of one subscription, domain and window with one
-    /// pending `digest` entry due now. Members already gone are left out; nothing is written
-    /// when none remain.
+    /// pending `digest` entry due now. Members already gone are left out, and nothing is
+    /// written when none remain.
     pub async fn fold_digest(
         &self,
         subscription_id: String,

@@ -222,9 +222,12 @@ async fn retry_keeps_webhook_id() {
     let first = wait_received(&receiver, Duration::from_secs(10), |r| !r.is_empty()).await;
     receiver.set_mode(Mode::Accept);
 
-    let (_, pending) = app.admin_get("/api/v1/deliveries?state=pending").await;
+    let pending = app
+        .wait_for("/api/v1/deliveries?state=pending", |body| {
+            body["items"][0]["attempts"] == json!(1)
+        })
+        .await;
     let item = &pending["items"][0];
-    assert_eq!(item["attempts"], json!(1));
     assert_eq!(item["last_attempt"]["status"], json!(500));
     assert_eq!(item["last_attempt"]["result"], json!("retry"));
 
