@@ -18,6 +18,7 @@ pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>
             client,
             stop.clone(),
         )),
+        tokio::spawn(crate::forward::dispatch::run(state, stop)),
     ]
 }
 

@@ -34,7 +34,7 @@ struct Outage {
     domain: String,
     start: DateTime<Utc>,
     end: Option<DateTime<Utc>>,
-    recovered_by: Option<&'static str>,
+    recovered_by: Option<String>,
     addresses_affected: usize,
 }
 
@@ -251,7 +251,7 @@ fn print_text(report: &Report) {
             outage.start.to_rfc3339(),
             end,
             outage.addresses_affected,
-            outage.recovered_by.unwrap_or("-")
+            outage.recovered_by.as_deref().unwrap_or("-")
         );
     }
     println!("\nWould clear: {}", report.would_clear.len());

@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod dispatch;
 pub mod notification;
 pub mod send;
 pub mod sign;

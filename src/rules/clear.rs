@@ -9,6 +9,7 @@ use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::forward::notification::NotificationKind;
 use crate::http::AppState;
 use crate::okta::client::{OktaClient, RemoveListOutcome, MAX_REMOVE_BATCH};
 use crate::okta::error::OktaError;
@@ -99,7 +100,7 @@ async fn step(
                 records::record_action(txn, action);
                 crate::rules::notify::alert(
                     txn,
-                    "alert.clear_cap_reached",
+                    NotificationKind::AlertClearCapReached,
                     &format!("cap-{hour_start}"),
                     json!({"cap_per_hour": cap}),
                 );
@@ -176,7 +177,7 @@ fn record_result(
             records::record_action(txn, action);
             crate::rules::notify::alert(
                 txn,
-                "alert.okta_forbidden",
+                NotificationKind::AlertOktaForbidden,
                 &format!("forbidden-{}", Utc::now().timestamp()),
                 json!({"detail": message}),
             );
@@ -254,11 +255,11 @@ fn finish(txn: &mut Txn<'_>, job: &ClearJob, result: Result<(), String>) {
     }
     let (kind, data) = match &result {
         Ok(()) => (
-            "address.cleared",
+            NotificationKind::AddressCleared,
             json!({"address": job.address, "domain": job.domain, "action": job.action_id}),
         ),
         Err(reason) => (
-            "address.clear_failed",
+            NotificationKind::AddressClearFailed,
             json!({"address": job.address, "domain": job.domain, "action": job.action_id, "reason": reason}),
         ),
     };

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::classify::Scope;
 use crate::okta::DeliveryStatus;
@@ -41,13 +42,13 @@ impl Thresholds {
 }
 
 /// One outage found in the events.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Found {
     /// The first counted failure of the episode.
     pub start: DateTime<Utc>,
     pub end: Option<DateTime<Utc>>,
     /// `deliveries` or `admin`.
-    pub recovered_by: Option<&'static str>,
+    pub recovered_by: Option<String>,
     pub last_failure: DateTime<Utc>,
     /// Addresses with a domain- or sender-scope bounce, or a drop, published in the episode,
     /// with the uuids of those events.
@@ -76,40 +77,56 @@ pub fn is_admin_recovery(event: &DomainEvent) -> bool {
 /// Uuid prefix of admin recovery markers; `~` sorts after every hex uuid at the same time.
 pub const ADMIN_RECOVERY_PREFIX: &str = "~admin-recovery-";
 
-/// Runs the pass over events sorted by (`published`, uuid).
-pub fn analyse(events: &[DomainEvent], thresholds: &Thresholds) -> Analysis {
-    let mut episodes: Vec<Found> = Vec::new();
-    let mut open: Option<Found> = None;
-    let mut recent_failures: VecDeque<&DomainEvent> = VecDeque::new();
-    let mut recent_events: VecDeque<DateTime<Utc>> = VecDeque::new();
-    let mut recovered_by: BTreeSet<&str> = BTreeSet::new();
-    let mut last_counted: Option<DateTime<Utc>> = None;
-    let mut newest: Option<DateTime<Utc>> = None;
+/// A counted failure still inside the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct WindowFailure {
+    published: DateTime<Utc>,
+    address: String,
+    uuid: String,
+    status: DeliveryStatus,
+}
 
-    for event in events {
-        newest = Some(event.published);
+/// The pass's state between events, kept per domain so that new events continue from where
+/// the last evaluation stopped instead of replaying the whole history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Detector {
+    open: Option<Found>,
+    /// Episodes closed since the last [`Detector::take_analysis`].
+    closed: Vec<Found>,
+    failures: VecDeque<WindowFailure>,
+    /// Events per minute of `published` time inside the window, for the volume rule.
+    volume: VecDeque<(i64, u64)>,
+    recovered_by: BTreeSet<String>,
+    last_counted: Option<DateTime<Utc>>,
+    newest: Option<DateTime<Utc>>,
+    /// The (`published`, uuid) of the last event fed.
+    pub position: Option<(DateTime<Utc>, String)>,
+}
+
+impl Detector {
+    /// Feeds the next event; events must come in (`published`, uuid) order.
+    pub fn feed(&mut self, event: &DomainEvent, thresholds: &Thresholds) {
+        self.position = Some((event.published, event.uuid.clone()));
+        self.newest = Some(event.published);
         if is_admin_recovery(event) {
-            if let Some(mut episode) = open.take() {
-                episode.end = Some(event.published);
-                episode.recovered_by = Some("admin");
-                episodes.push(episode);
-                recent_failures.clear();
-                last_counted = None;
-            }
-            continue;
+            self.close(event.published, "admin");
+            return;
         }
         let horizon = event.published - thresholds.window;
-        recent_events.push_back(event.published);
-        while recent_events.front().is_some_and(|t| *t < horizon) {
-            recent_events.pop_front();
+        let minute = event.published.timestamp().div_euclid(60);
+        match self.volume.back_mut() {
+            Some((last, count)) if *last == minute => *count += 1,
+            _ => self.volume.push_back((minute, 1)),
+        }
+        let oldest_minute = horizon.timestamp().div_euclid(60);
+        while self.volume.front().is_some_and(|(m, _)| *m < oldest_minute) {
+            self.volume.pop_front();
         }
 
-        if let Some(episode) = open.as_mut() {
-            let in_episode_bounce = matches!(
-                event.status,
-                DeliveryStatus::Bounce | DeliveryStatus::Dropped
-            ) && (event.status == DeliveryStatus::Dropped || counts(event));
-            if in_episode_bounce {
+        if let Some(episode) = self.open.as_mut() {
+            let caused = event.status == DeliveryStatus::Dropped
+                || (event.status == DeliveryStatus::Bounce && counts(event));
+            if caused {
                 episode
                     .caused
                     .entry(event.address.clone())
@@ -118,79 +135,110 @@ pub fn analyse(events: &[DomainEvent], thresholds: &Thresholds) -> Analysis {
             }
             if counts(event) {
                 episode.last_failure = episode.last_failure.max(event.published);
-                last_counted = Some(event.published);
-                recovered_by.clear();
+                self.last_counted = Some(event.published);
+                self.recovered_by.clear();
             } else if event.status == DeliveryStatus::Delivered
                 && event.published > episode.last_failure
             {
-                recovered_by.insert(event.address.as_str());
-                if recovered_by.len() >= thresholds.recovery_deliveries {
-                    let mut episode = open.take().expect("episode is open");
-                    episode.end = Some(event.published);
-                    episode.recovered_by = Some("deliveries");
-                    episodes.push(episode);
-                    recent_failures.clear();
-                    recovered_by.clear();
-                    last_counted = None;
+                self.recovered_by.insert(event.address.clone());
+                if self.recovered_by.len() >= thresholds.recovery_deliveries {
+                    self.close(event.published, "deliveries");
                 }
             }
-            continue;
+            return;
         }
 
         if !counts(event) {
-            continue;
+            return;
         }
-        last_counted = Some(event.published);
-        recent_failures.push_back(event);
-        while recent_failures
-            .front()
-            .is_some_and(|f| f.published < horizon)
-        {
-            recent_failures.pop_front();
+        self.last_counted = Some(event.published);
+        self.failures.push_back(WindowFailure {
+            published: event.published,
+            address: event.address.clone(),
+            uuid: event.uuid.clone(),
+            status: event.status,
+        });
+        while self.failures.front().is_some_and(|f| f.published < horizon) {
+            self.failures.pop_front();
         }
-        let addresses: BTreeSet<&str> =
-            recent_failures.iter().map(|f| f.address.as_str()).collect();
-        let mut enough = recent_failures.len() >= thresholds.min_failures
-            && addresses.len() >= thresholds.min_addresses;
-        if enough && recent_events.len() > thresholds.volume_threshold {
-            let ratio = recent_failures.len() as f64 / recent_events.len() as f64;
-            enough = ratio >= thresholds.min_failure_ratio;
-        }
-        if enough {
-            let first = recent_failures.front().expect("failures in window");
-            let mut caused: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for failure in &recent_failures {
-                if failure.status == DeliveryStatus::Bounce {
-                    caused
-                        .entry(failure.address.clone())
-                        .or_default()
-                        .push(failure.uuid.clone());
-                }
-            }
-            open = Some(Found {
-                start: first.published,
-                end: None,
-                recovered_by: None,
-                last_failure: event.published,
-                caused,
-                trigger: recent_failures.iter().map(|f| f.uuid.clone()).collect(),
-            });
-            recovered_by.clear();
+        if self.outage_threshold_met(thresholds) {
+            self.open_episode(event.published);
         }
     }
 
-    let health = if open.is_some() {
-        Health::Outage
-    } else {
-        match (last_counted, newest) {
-            (Some(failure), Some(newest)) if failure >= newest - thresholds.window => {
-                Health::Degraded
-            }
-            _ => Health::Healthy,
+    fn outage_threshold_met(&self, thresholds: &Thresholds) -> bool {
+        let addresses: BTreeSet<&str> = self.failures.iter().map(|f| f.address.as_str()).collect();
+        if self.failures.len() < thresholds.min_failures
+            || addresses.len() < thresholds.min_addresses
+        {
+            return false;
         }
-    };
-    episodes.extend(open);
-    Analysis { health, episodes }
+        let events: u64 = self.volume.iter().map(|(_, count)| count).sum();
+        if events as usize > thresholds.volume_threshold {
+            let ratio = self.failures.len() as f64 / events as f64;
+            return ratio >= thresholds.min_failure_ratio;
+        }
+        true
+    }
+
+    fn open_episode(&mut self, at: DateTime<Utc>) {
+        let first = self.failures.front().expect("failures in window").published;
+        let mut caused: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for failure in &self.failures {
+            if failure.status == DeliveryStatus::Bounce {
+                caused
+                    .entry(failure.address.clone())
+                    .or_default()
+                    .push(failure.uuid.clone());
+            }
+        }
+        self.open = Some(Found {
+            start: first,
+            end: None,
+            recovered_by: None,
+            last_failure: at,
+            caused,
+            trigger: self.failures.iter().map(|f| f.uuid.clone()).collect(),
+        });
+        self.recovered_by.clear();
+    }
+
+    fn close(&mut self, at: DateTime<Utc>, by: &str) {
+        if let Some(mut episode) = self.open.take() {
+            episode.end = Some(at);
+            episode.recovered_by = Some(by.to_string());
+            self.closed.push(episode);
+            self.failures.clear();
+            self.recovered_by.clear();
+            self.last_counted = None;
+        }
+    }
+
+    /// The health now, and the episodes closed since the last call followed by the open one.
+    pub fn take_analysis(&mut self, thresholds: &Thresholds) -> Analysis {
+        let health = if self.open.is_some() {
+            Health::Outage
+        } else {
+            match (self.last_counted, self.newest) {
+                (Some(failure), Some(newest)) if failure >= newest - thresholds.window => {
+                    Health::Degraded
+                }
+                _ => Health::Healthy,
+            }
+        };
+        let mut episodes = std::mem::take(&mut self.closed);
+        episodes.extend(self.open.clone());
+        Analysis { health, episodes }
+    }
+}
+
+/// Runs the pass over a whole history sorted by (`published`, uuid).
+pub fn analyse(events: &[DomainEvent], thresholds: &Thresholds) -> Analysis {
+    let mut detector = Detector::default();
+    for event in events {
+        detector.feed(event, thresholds);
+    }
+    detector.take_analysis(thresholds)
 }
 
 #[cfg(test)]

@@ -144,17 +144,17 @@ fn reconcile(txn: &mut Txn<'_>, config: &Config, domain: &str, analysis: &Analys
         episode.addresses_affected = found.caused.len() as u64;
         if let (Some(end), None) = (found.end, episode.end) {
             episode.end = Some(end);
-            episode.recovered_by = found.recovered_by.map(str::to_string);
+            episode.recovered_by = found.recovered_by.clone();
             let queued = queue_recovery_clears(txn, config, domain, episode, found);
             episode.clears_queued = queued;
             summary.recovered += 1;
             summary.clears += queued as usize;
             let mut action = records::new_action(
-                &format!("rule:{}", found.recovered_by.unwrap_or("deliveries")),
+                &format!("rule:{}", found.recovered_by.as_deref().unwrap_or("deliveries")),
                 "recovered",
                 format!(
                     "{domain} recovered ({}); {queued} of {} affected addresses queued for clearing",
-                    found.recovered_by.unwrap_or("deliveries"),
+                    found.recovered_by.as_deref().unwrap_or("deliveries"),
                     found.caused.len()
                 ),
                 ActionStatus::Recorded,

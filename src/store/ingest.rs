@@ -138,6 +138,7 @@ fn apply_event(txn: &mut Txn<'_>, event: &NewEvent) -> bool {
     };
     state.apply(&seen);
     txn.put_json(address_key, &state);
+    super::outbox::enqueue_event(txn, event, &state);
     domain_state.count(event.status, published);
     txn.put_json(keys::domain(domain), &domain_state);
     true

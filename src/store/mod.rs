@@ -7,6 +7,7 @@
 
 mod ingest;
 pub mod keys;
+pub mod outbox;
 mod reads;
 pub mod records;
 pub mod rules;

@@ -3,6 +3,7 @@
 
 mod forward_send;
 mod ingest;
+mod notifications;
 mod okta_client;
 mod ops;
 mod rules;

@@ -101,7 +101,7 @@ fn two_deliveries_after_last_failure_recover() {
     assert_eq!(analysis.health, Health::Healthy);
     let episode = &analysis.episodes[0];
     assert_eq!(episode.end, Some(events[5].published));
-    assert_eq!(episode.recovered_by, Some("deliveries"));
+    assert_eq!(episode.recovered_by.as_deref(), Some("deliveries"));
     assert_eq!(
         episode.caused.keys().cloned().collect::<Vec<_>>(),
         vec!["a", "b", "c"]
@@ -151,7 +151,7 @@ fn admin_recovery_closes_outage() {
     ];
     let analysis = analyse(&events, &t());
     assert_eq!(analysis.health, Health::Healthy);
-    assert_eq!(analysis.episodes[0].recovered_by, Some("admin"));
+    assert_eq!(analysis.episodes[0].recovered_by.as_deref(), Some("admin"));
 }
 
 #[test]
