@@ -9,12 +9,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::outage::{analyse, Analysis, Found, Thresholds};
+use super::outage::{Analysis, Detector, Found, Thresholds};
 use crate::classify::Scope;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::state::domain::Episode;
-use crate::state::{AddressState, DomainState};
+use crate::state::{AddressState, DomainState, EventKey};
 use crate::store::records::ActionStatus;
 use crate::store::rules::{self as records, ClearRefusal, ClearRequest};
 use crate::store::{StoreError, Txn};
@@ -48,16 +48,25 @@ async fn step(state: &AppState) -> Result<bool, StoreError> {
     if work.is_empty() {
         return Ok(false);
     }
-    let mut by_domain: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut by_domain: BTreeMap<String, (Vec<Vec<u8>>, Option<EventKey>)> = BTreeMap::new();
     for (key, item) in work {
-        by_domain.entry(item.domain).or_default().push(key);
+        let entry = by_domain.entry(item.domain).or_default();
+        entry.0.push(key);
+        let from = EventKey {
+            published: item.from,
+            uuid: item.from_uuid.unwrap_or_default(),
+        };
+        if entry.1.as_ref().is_none_or(|earliest| from < *earliest) {
+            entry.1 = Some(from);
+        }
     }
     let thresholds = Thresholds::from_config(&state.config);
-    for (domain, queue_keys) in by_domain {
-        // NOTE: the whole domain history is replayed each time, which keeps the result
-        // independent of arrival order; a domain with millions of retained events makes this slow.
-        let events = state.store.domain_events(&domain)?;
-        let analysis = analyse(&events, &thresholds);
+    for (domain, (queue_keys, earliest)) in by_domain {
+        let (mut detector, events) = load_pass(state, &domain, earliest.as_ref())?;
+        for event in &events {
+            detector.feed(event, &thresholds);
+        }
+        let analysis = detector.take_analysis(&thresholds);
         let config = state.config.clone();
         let domain_name = domain.clone();
         let summary = state
@@ -69,6 +78,7 @@ async fn step(state: &AppState) -> Result<bool, StoreError> {
                 if domain_name.is_empty() {
                     return Summary::default();
                 }
+                txn.put_json(records::detector_key(&domain_name), &detector);
                 reconcile(txn, &config, &domain_name, &analysis)
             })
             .await?;
@@ -84,6 +94,26 @@ async fn step(state: &AppState) -> Result<bool, StoreError> {
         }
     }
     Ok(true)
+}
+
+/// The saved pass for a domain and the events it has not seen, or a fresh pass over the whole
+/// history when an event older than the saved position arrived.
+fn load_pass(
+    state: &AppState,
+    domain: &str,
+    earliest: Option<&EventKey>,
+) -> Result<(Detector, Vec<crate::state::DomainEvent>), StoreError> {
+    if let Some(detector) = state.store.detector(domain)? {
+        if let Some(position) = detector.position.clone() {
+            let resumable = earliest
+                .is_none_or(|from| (from.published, &from.uuid) > (position.0, &position.1));
+            if resumable {
+                let events = state.store.domain_events_after(domain, &position)?;
+                return Ok((detector, events));
+            }
+        }
+    }
+    Ok((Detector::default(), state.store.domain_events(domain)?))
 }
 
 #[derive(Debug, Default)]

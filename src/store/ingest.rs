@@ -47,11 +47,14 @@ pub struct IngestReport {
     pub statuses: Vec<&'static str>,
 }
 
-/// Rules work for one domain: evaluate it, starting no later than `from`.
+/// Rules work for one domain: evaluate it, starting no later than the event at `from` (and
+/// `from_uuid`, when known).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RulesWork {
     pub domain: String,
     pub from: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_uuid: Option<String>,
 }
 
 impl Store {
@@ -68,7 +71,7 @@ impl Store {
                 put_quarantine(txn, item);
                 report.quarantined += 1;
             }
-            let mut touched: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+            let mut touched: BTreeMap<String, EventKey> = BTreeMap::new();
             for event in events {
                 if !apply_event(txn, &event) {
                     report.duplicates += 1;
@@ -78,14 +81,20 @@ impl Store {
                 report.statuses.push(event.status.as_str());
                 let from = touched
                     .entry(event.address.domain().to_string())
-                    .or_insert(event.key.published);
-                *from = (*from).min(event.key.published);
+                    .or_insert_with(|| event.key.clone());
+                if event.key < *from {
+                    *from = event.key.clone();
+                }
             }
             for (domain, from) in touched {
                 let id = txn.next_id();
                 txn.put_json(
                     keys::join(keys::RULES_QUEUE, &[&keys::id_bytes(id)]),
-                    &RulesWork { domain, from },
+                    &RulesWork {
+                        domain,
+                        from: from.published,
+                        from_uuid: Some(from.uuid),
+                    },
                 );
             }
             report

@@ -211,6 +211,7 @@ pub fn push_rules_work(txn: &mut Txn<'_>, domain: &str, from: DateTime<Utc>) {
         &RulesWork {
             domain: domain.to_string(),
             from,
+            from_uuid: None,
         },
     );
 }
@@ -236,6 +237,7 @@ impl Store {
                     RulesWork {
                         domain: String::new(),
                         from: Utc::now(),
+                        from_uuid: None,
                     },
                 ));
             }
@@ -258,5 +260,51 @@ impl Store {
             Some(raw) => serde_json::from_slice(&raw).ok(),
             None => None,
         })
+    }
+}
+
+/// Key of a domain's outage-pass checkpoint.
+pub fn detector_key(domain: &str) -> Vec<u8> {
+    keys::meta(&format!("detector/{domain}"))
+}
+
+impl Store {
+    /// The outage pass's saved state for a domain.
+    pub fn detector(
+        &self,
+        domain: &str,
+    ) -> Result<Option<crate::rules::outage::Detector>, StoreError> {
+        Ok(match self.tree.get(detector_key(domain))? {
+            Some(raw) => serde_json::from_slice(&raw).ok(),
+            None => None,
+        })
+    }
+
+    /// A domain's events after a position, in order.
+    pub fn domain_events_after(
+        &self,
+        domain: &str,
+        after: &(DateTime<Utc>, String),
+    ) -> Result<Vec<crate::state::DomainEvent>, StoreError> {
+        let prefix = keys::domain_event_prefix(domain);
+        let start = keys::domain_event(domain, after.0, &after.1);
+        let mut out = Vec::new();
+        let range = self.tree.range::<&[u8], _>((
+            std::ops::Bound::Excluded(start.as_slice()),
+            std::ops::Bound::Unbounded,
+        ));
+        for entry in range {
+            let (key, value) = entry?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            match serde_json::from_slice(&value) {
+                Ok(event) => out.push(event),
+                Err(err) => {
+                    tracing::error!(error = %err, domain, "unreadable domain event skipped")
+                }
+            }
+        }
+        Ok(out)
     }
 }

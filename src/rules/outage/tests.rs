@@ -165,3 +165,35 @@ fn dropped_in_episode_is_caused() {
     let analysis = analyse(&events, &t());
     assert!(analysis.episodes[0].caused.contains_key("z"));
 }
+
+#[test]
+fn resumed_pass_matches_whole_pass() {
+    let events = [
+        fail(0, "u1", "a"),
+        fail(1, "u2", "b"),
+        fail(2, "u3", "c"),
+        ok(30, "u4", "d"),
+        ok(31, "u5", "e"),
+        fail(90, "u6", "a"),
+        fail(91, "u7", "b"),
+        fail(92, "u8", "f"),
+    ];
+    let whole = analyse(&events, &t());
+    for split in 0..events.len() {
+        let mut detector = Detector::default();
+        for event in &events[..split] {
+            detector.feed(event, &t());
+        }
+        let mut found = detector.take_analysis(&t()).episodes;
+        found.retain(|episode| episode.end.is_some());
+        let saved = serde_json::to_string(&detector).unwrap();
+        let mut detector: Detector = serde_json::from_str(&saved).unwrap();
+        for event in &events[split..] {
+            detector.feed(event, &t());
+        }
+        let rest = detector.take_analysis(&t());
+        found.extend(rest.episodes);
+        assert_eq!(rest.health, whole.health, "split at {split}");
+        assert_eq!(found, whole.episodes, "split at {split}");
+    }
+}
