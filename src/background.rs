@@ -13,6 +13,7 @@ pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>
     let client = okta_client(&state.config);
     vec![
         tokio::spawn(crate::rules::worker::run(state.clone(), stop.clone())),
+        tokio::spawn(crate::rules::periodic::run(state.clone(), stop.clone())),
         tokio::spawn(crate::rules::clear::run(
             state.clone(),
             client,

@@ -5,4 +5,5 @@
 pub mod clear;
 pub mod notify;
 pub mod outage;
+pub mod periodic;
 pub mod worker;

@@ -162,7 +162,7 @@ impl Detector {
             self.failures.pop_front();
         }
         if self.outage_threshold_met(thresholds) {
-            self.open_episode(event.published);
+            self.start_episode(event.published);
         }
     }
 
@@ -181,7 +181,7 @@ impl Detector {
         true
     }
 
-    fn open_episode(&mut self, at: DateTime<Utc>) {
+    fn start_episode(&mut self, at: DateTime<Utc>) {
         let first = self.failures.front().expect("failures in window").published;
         let mut caused: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for failure in &self.failures {
@@ -212,6 +212,11 @@ impl Detector {
             self.recovered_by.clear();
             self.last_counted = None;
         }
+    }
+
+    /// The outage open at the current position, if any.
+    pub fn open_episode(&self) -> Option<&Found> {
+        self.open.as_ref()
     }
 
     /// The health now, and the episodes closed since the last call followed by the open one.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::app::{envelope, event, App};
-use crate::support::fake_okta::{FakeOkta, API_TOKEN};
+use crate::support::fake_okta::{FakeOkta, Fault, API_TOKEN};
 
 const CONNECTION_REFUSED: &str = "421 4.4.1 Connection refused by mx.example.net[192.0.2.10]:25";
 const USER_UNKNOWN: &str = "550 5.1.1 The email account that you tried to reach does not exist";
@@ -328,4 +328,136 @@ async fn simulate_reads_one_event_per_line() {
     let output = app.command(&["simulate", path.to_str().unwrap(), "--format", "json"]);
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["would_clear"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn canary_clears_part_of_quiet_outage() {
+    let (app, fake) = start_with_okta(&[
+        ("BOUNCEWATCH_CANARY_COUNT", "2"),
+        ("BOUNCEWATCH_CANARY_QUIET_HOURS", "1"),
+    ])
+    .await;
+    app.deliver(&envelope(outage_and_recovery()[..4].to_vec()))
+        .await;
+    app.wait_for("/api/v1/domains/example.net", |doc| {
+        doc["health"] == json!("outage")
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while fake.accepted_removals().len() < 2 {
+        assert!(Instant::now() < deadline, "no canaries sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let removed = fake.accepted_removals();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(
+        !removed.iter().any(|a| a.starts_with("gone")),
+        "{removed:?}"
+    );
+}
+
+#[tokio::test]
+async fn loop_guard_holds_repeat_clear() {
+    let (app, fake) = start_with_okta(&[]).await;
+    app.deliver(&envelope(vec![event(
+        "d0000000-0000-4000-8000-000000000001",
+        &at(0),
+        "bounce",
+        "r@example.org",
+        CONNECTION_REFUSED,
+    )]))
+    .await;
+    let (status, _) = app
+        .admin_post("/api/v1/addresses/r%40example.org/clear", &json!({}))
+        .await;
+    assert_eq!(status, 202);
+    app.wait_for("/api/v1/addresses/r%40example.org", |doc| {
+        doc["status"] == json!("cleared")
+    })
+    .await;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    app.deliver(&envelope(vec![event(
+        "d0000000-0000-4000-8000-000000000002",
+        &now,
+        "bounce",
+        "r@example.org",
+        CONNECTION_REFUSED,
+    )]))
+    .await;
+    let (status, body) = app
+        .admin_post("/api/v1/addresses/r%40example.org/clear", &json!({}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], json!("loop_guard"));
+    let (status, _) = app
+        .admin_post(
+            "/api/v1/addresses/r%40example.org/clear?force=true",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(wait_for_removals(&fake, 2).await.len(), 2);
+}
+
+#[tokio::test]
+async fn okta_forbidden_stops_clearing_until_resumed() {
+    let (app, fake) = start_with_okta(&[]).await;
+    fake.fail_next(1, Fault::Forbidden);
+    app.deliver(&envelope(vec![event(
+        "e0000000-0000-4000-8000-000000000001",
+        &at(0),
+        "bounce",
+        "f@example.org",
+        CONNECTION_REFUSED,
+    )]))
+    .await;
+    let (status, _) = app
+        .admin_post("/api/v1/addresses/f%40example.org/clear", &json!({}))
+        .await;
+    assert_eq!(status, 202);
+    let settings = app
+        .wait_for("/api/v1/rules/settings", |doc| {
+            doc["stopped_by_okta"].is_string()
+        })
+        .await;
+    assert!(
+        settings["stopped_by_okta"]
+            .as_str()
+            .unwrap()
+            .contains("okta.orgs.manage"),
+        "{settings}"
+    );
+    let (_, doc) = app.admin_get("/api/v1/addresses/f%40example.org").await;
+    assert_eq!(doc["status"], json!("clearing"));
+
+    let response = app
+        .http
+        .patch(format!("{}/api/v1/rules/settings", app.base))
+        .bearer_auth(crate::support::app::ADMIN_TOKEN)
+        .json(&json!({"resume_after_forbidden": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(wait_for_removals(&fake, 1).await, vec!["f@example.org"]);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let (app, fake) = start_with_okta(&[]).await;
+    fake.fail_next(2, Fault::ServerError(503));
+    app.deliver(&envelope(vec![event(
+        "e1000000-0000-4000-8000-000000000001",
+        &at(0),
+        "bounce",
+        "s@example.org",
+        CONNECTION_REFUSED,
+    )]))
+    .await;
+    let (status, _) = app
+        .admin_post("/api/v1/addresses/s%40example.org/clear", &json!({}))
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(wait_for_removals(&fake, 1).await, vec!["s@example.org"]);
 }
