@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
-/// What every handler can reach.
+/// The state shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,

@@ -181,7 +181,7 @@ fn record_result(
                 &format!("forbidden-{}", Utc::now().timestamp()),
                 json!({"detail": message}),
             );
-            tracing::error!(error = %message, "Okta refused clears; automatic clearing stopped until an admin resumes it");
+            tracing::error!(error = %message, "Okta rejected clears with 403; automatic clearing stopped until an admin resumes it");
         }
         Err(err) => {
             let retry_at = match &err {

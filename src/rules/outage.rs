@@ -4,8 +4,8 @@
 //! A failure counts toward an outage when its verdict's scope is `domain` or `sender`, whatever
 //! its status; `dropped` and `unknown`-scope failures never count. The domain enters an outage
 //! when `min_failures` counted failures from at least `min_addresses` distinct addresses fall
-//! within `window` of each other (for a domain with more than `volume_threshold` events in that
-//! window, they must also be at least `min_failure_ratio` of its events). The outage lasts until
+//! within `window` of each other. For a domain with more than `volume_threshold` events in that
+//! window, they must also be at least `min_failure_ratio` of its events. The outage lasts until
 //! `recovery_deliveries` deliveries to distinct addresses are published after its last counted
 //! failure, or an admin declares recovery.
 

@@ -19,7 +19,7 @@ use crate::store::records::ActionStatus;
 use crate::store::rules::{self as records, ClearRefusal, ClearRequest};
 use crate::store::{StoreError, Txn};
 
-/// Longest wait between looks at the queue when nothing wakes the task.
+/// Maximum wait between queue scans when nothing wakes the task.
 const POLL: Duration = Duration::from_millis(500);
 /// Episodes kept on a domain record, newest first.
 const EPISODES_KEPT: usize = 20;

@@ -25,7 +25,7 @@ pub struct RuntimeSettings {
     /// Overrides the configured approval mode when set.
     #[serde(default)]
     pub approval_mode: Option<bool>,
-    /// Set when Okta answered 403: clearing stops until an admin resumes it.
+    /// Okta's reason after a 403. Clearing stays stopped until an admin resumes it.
     #[serde(default)]
     pub forbidden: Option<String>,
 }
@@ -38,14 +38,14 @@ pub struct ClearWindow {
     pub cap_alerted: bool,
 }
 
-/// Why a clear was not queued.
+/// The reason a clear was not queued.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClearRefusal {
     NotFound,
     LoopGuard(String),
 }
 
-/// What a clear request asks for.
+/// The parameters of one clear request.
 #[derive(Debug, Clone)]
 pub struct ClearRequest {
     pub address: String,
