@@ -15,6 +15,8 @@ use crate::store::{NewEvent, QuarantineItem};
 /// same evidence as SendGrid's `dropped`.
 pub const BOUNCE_BLOCKED_EMAIL: &str = "system.email.bounce.blocked_email";
 
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// A delivery that could not be read at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeError {
@@ -33,6 +35,8 @@ pub struct Sorted {
 
 /// Parses an event-hook envelope.
 pub fn parse_envelope(body: &[u8]) -> Result<(Envelope, Sorted), EnvelopeError> {
+    // serde_json rejects a UTF-8 byte order mark, which some tools and proxies prepend.
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
     let value: Value = serde_json::from_slice(body).map_err(|err| EnvelopeError {
         field: "body".into(),
         detail: format!("the body is not valid JSON: {err}"),
@@ -201,6 +205,20 @@ mod tests {
                 .field,
             "data.events"
         );
+    }
+
+    #[test]
+    fn envelope_metadata_of_any_type_is_read() {
+        let body = br#"{"eventId": 7, "source": {"a": 1}, "data": {"events": []}}"#;
+        let (envelope, _) = parse_envelope(body).unwrap();
+        assert_eq!(envelope.event_id.as_deref(), Some("7"));
+        assert_eq!(envelope.source.as_deref(), Some(r#"{"a":1}"#));
+    }
+
+    #[test]
+    fn byte_order_mark_is_skipped() {
+        let body = b"\xef\xbb\xbf{\"data\": {\"events\": []}}";
+        assert!(parse_envelope(body).is_ok());
     }
 
     #[test]
