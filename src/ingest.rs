@@ -148,7 +148,9 @@ fn read_event(raw: &Value) -> Result<Option<NewEvent>, Rejection> {
     };
     let message = event.provider_message().map(str::to_string);
     let verdict = classify::classify(status, message.as_deref());
-    let stored = serde_json::to_vec(&event).expect("a parsed event serializes");
+    // The event as Okta sent it: `LogEvent` types only the fields bouncewatch reads, so
+    // serializing it would drop the actor, severity, transaction and the rest.
+    let stored = serde_json::to_vec(raw).expect("a JSON value serializes");
     Ok(Some(NewEvent {
         key: EventKey {
             published: event.published,
@@ -205,6 +207,16 @@ mod tests {
                 .field,
             "data.events"
         );
+    }
+
+    #[test]
+    fn stored_event_keeps_unread_fields() {
+        let mut event = delivery("u1", "bounce", "a@example.com");
+        event["actor"] = json!({"type": "SystemPrincipal", "displayName": "Okta System"});
+        event["target"][0]["detailEntry"] = json!({"note": "kept"});
+        let (_, sorted) = parse_envelope(&envelope(json!([event.clone()]))).unwrap();
+        let stored: Value = serde_json::from_slice(&sorted.events[0].stored).unwrap();
+        assert_eq!(stored, event);
     }
 
     #[test]
