@@ -1,6 +1,6 @@
 //! Okta's event-hook envelope and System Log `LogEvent`, typed only as far as bouncewatch reads
-//! them. Every field but `uuid`, `published` and `eventType` may be missing or `null`, and
-//! unknown fields are kept so the stored event is the one Okta sent.
+//! them. Every field but `uuid`, `published` and `eventType` may be missing or `null`. Other
+//! fields are not kept here: `ingest` stores the event's raw JSON, so it is the one Okta sent.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
