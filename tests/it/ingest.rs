@@ -353,6 +353,7 @@ async fn large_batch_is_stored() {
     let (status, domain) = app.admin_get("/api/v1/domains/big.example").await;
     assert_eq!(status, 200);
     assert_eq!(domain["addresses"], json!(3000));
+    assert_eq!(domain["counts"]["bounce"], json!(3000));
     let (last, _) = address(&app, "user2999%40big.example").await;
     assert_eq!(last, 200);
 }
