@@ -24,7 +24,7 @@ pub struct NewEvent {
     pub verdict: Option<crate::classify::Verdict>,
     pub message: Option<String>,
     pub reason: Option<String>,
-    /// The event as stored and returned by the admin API (compact JSON).
+    /// The event as Okta sent it, in compact JSON, stored under its uuid.
     pub stored: Vec<u8>,
 }
 
