@@ -15,6 +15,8 @@ use crate::store::{NewEvent, QuarantineItem};
 /// same evidence as SendGrid's `dropped`.
 pub const BOUNCE_BLOCKED_EMAIL: &str = "system.email.bounce.blocked_email";
 
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// A delivery that could not be read at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeError {
@@ -33,6 +35,8 @@ pub struct Sorted {
 
 /// Parses an event-hook envelope.
 pub fn parse_envelope(body: &[u8]) -> Result<(Envelope, Sorted), EnvelopeError> {
+    // serde_json rejects a UTF-8 byte order mark, which some tools and proxies prepend.
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
     let value: Value = serde_json::from_slice(body).map_err(|err| EnvelopeError {
         field: "body".into(),
         detail: format!("the body is not valid JSON: {err}"),
@@ -144,7 +148,9 @@ fn read_event(raw: &Value) -> Result<Option<NewEvent>, Rejection> {
     };
     let message = event.provider_message().map(str::to_string);
     let verdict = classify::classify(status, message.as_deref());
-    let stored = serde_json::to_vec(&event).expect("a parsed event serializes");
+    // The event as Okta sent it: `LogEvent` types only the fields bouncewatch reads, so
+    // serializing it would drop the actor, severity, transaction and the rest.
+    let stored = serde_json::to_vec(raw).expect("a JSON value serializes");
     Ok(Some(NewEvent {
         key: EventKey {
             published: event.published,
@@ -201,6 +207,30 @@ mod tests {
                 .field,
             "data.events"
         );
+    }
+
+    #[test]
+    fn stored_event_keeps_unread_fields() {
+        let mut event = delivery("u1", "bounce", "a@example.com");
+        event["actor"] = json!({"type": "SystemPrincipal", "displayName": "Okta System"});
+        event["target"][0]["detailEntry"] = json!({"note": "kept"});
+        let (_, sorted) = parse_envelope(&envelope(json!([event.clone()]))).unwrap();
+        let stored: Value = serde_json::from_slice(&sorted.events[0].stored).unwrap();
+        assert_eq!(stored, event);
+    }
+
+    #[test]
+    fn envelope_metadata_of_any_type_is_read() {
+        let body = br#"{"eventId": 7, "source": {"a": 1}, "data": {"events": []}}"#;
+        let (envelope, _) = parse_envelope(body).unwrap();
+        assert_eq!(envelope.event_id.as_deref(), Some("7"));
+        assert_eq!(envelope.source.as_deref(), Some(r#"{"a":1}"#));
+    }
+
+    #[test]
+    fn byte_order_mark_is_skipped() {
+        let body = b"\xef\xbb\xbf{\"data\": {\"events\": []}}";
+        assert!(parse_envelope(body).is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Okta's event-hook envelope and System Log `LogEvent`, typed only as far as bouncewatch reads
-//! them. Every field but `uuid`, `published` and `eventType` may be missing or `null`, and
-//! unknown fields are kept so the stored event is the one Okta sent.
+//! them. Every field but `uuid`, `published` and `eventType` may be missing or `null`. Other
+//! fields are not kept here: `ingest` stores the event's raw JSON, so it is the one Okta sent.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,10 +12,26 @@ pub const EMAIL_DELIVERY: &str = "system.email.delivery";
 /// An event-hook delivery: CloudEvents 0.1 naming, events under `data.events`.
 #[derive(Debug, Deserialize)]
 pub struct Envelope {
-    #[serde(rename = "eventId")]
+    /// Only logged, so a value of another JSON type is kept as its JSON text rather than
+    /// rejecting a delivery whose events are readable.
+    #[serde(rename = "eventId", default, deserialize_with = "text_of_any")]
     pub event_id: Option<String>,
+    #[serde(default, deserialize_with = "text_of_any")]
     pub source: Option<String>,
     pub data: EnvelopeData,
+}
+
+/// Reads a string as itself, `null` as `None`, and any other JSON value as its JSON text.
+fn text_of_any<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(match value {
+        Value::Null => None,
+        Value::String(text) => Some(text),
+        other => Some(other.to_string()),
+    })
 }
 
 #[derive(Debug, Deserialize)]

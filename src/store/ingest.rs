@@ -24,7 +24,7 @@ pub struct NewEvent {
     pub verdict: Option<crate::classify::Verdict>,
     pub message: Option<String>,
     pub reason: Option<String>,
-    /// The event as stored and returned by the admin API (compact JSON).
+    /// The event as Okta sent it, in compact JSON, stored under its uuid.
     pub stored: Vec<u8>,
 }
 
@@ -72,18 +72,31 @@ impl Store {
                 report.quarantined += 1;
             }
             let mut touched: BTreeMap<String, EventKey> = BTreeMap::new();
+            // Each domain's state is read once and written once per delivery, however many of
+            // its events the delivery carries.
+            let mut domains: BTreeMap<String, DomainState> = BTreeMap::new();
             for event in events {
-                if !apply_event(txn, &event) {
+                let domain = event.address.domain().to_string();
+                let domain_state = domains.entry(domain.clone()).or_insert_with(|| {
+                    txn.get_json(&keys::domain(&domain))
+                        .unwrap_or_else(|| DomainState::new(&domain))
+                });
+                let status = event.status;
+                let key = event.key.clone();
+                if !apply_event(txn, domain_state, event) {
                     report.duplicates += 1;
                     continue;
                 }
                 report.stored += 1;
-                report.statuses.push(event.status.as_str());
-                let from = touched
-                    .entry(event.address.domain().to_string())
-                    .or_insert_with(|| event.key.clone());
-                if event.key < *from {
-                    *from = event.key.clone();
+                report.statuses.push(status.as_str());
+                let from = touched.entry(domain).or_insert_with(|| key.clone());
+                if key < *from {
+                    *from = key;
+                }
+            }
+            for (domain, domain_state) in &domains {
+                if touched.contains_key(domain) {
+                    txn.put_json(keys::domain(domain), domain_state);
                 }
             }
             for (domain, from) in touched {
@@ -103,8 +116,9 @@ impl Store {
     }
 }
 
-/// Writes one event and the state it changes. Returns false for a duplicate.
-fn apply_event(txn: &mut Txn<'_>, event: &NewEvent) -> bool {
+/// Writes one event and its address's state, and counts it in `domain_state`, which the caller
+/// writes. Returns false for a duplicate.
+fn apply_event(txn: &mut Txn<'_>, domain_state: &mut DomainState, mut event: NewEvent) -> bool {
     let event_key = keys::event(&event.key.uuid);
     if txn.contains(&event_key) {
         return false;
@@ -112,7 +126,7 @@ fn apply_event(txn: &mut Txn<'_>, event: &NewEvent) -> bool {
     let published = event.key.published;
     let address = event.address.key();
     let domain = event.address.domain();
-    txn.put(event_key, event.stored.clone());
+    txn.put(event_key, std::mem::take(&mut event.stored));
     txn.put(keys::event_time(published, &event.key.uuid), Vec::new());
     txn.put_json(
         keys::domain_event(domain, published, &event.key.uuid),
@@ -134,9 +148,6 @@ fn apply_event(txn: &mut Txn<'_>, event: &NewEvent) -> bool {
         reason: event.reason.as_deref(),
     };
     let address_key = keys::address(address);
-    let mut domain_state: DomainState = txn
-        .get_json(&keys::domain(domain))
-        .unwrap_or_else(|| DomainState::new(domain));
     let mut state = match txn.get_json::<AddressState>(&address_key) {
         Some(state) => state,
         None => {
@@ -147,9 +158,8 @@ fn apply_event(txn: &mut Txn<'_>, event: &NewEvent) -> bool {
     };
     state.apply(&seen);
     txn.put_json(address_key, &state);
-    super::outbox::enqueue_event(txn, event, &state);
+    super::outbox::enqueue_event(txn, &event, &state);
     domain_state.count(event.status, published);
-    txn.put_json(keys::domain(domain), &domain_state);
     true
 }
 

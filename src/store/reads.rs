@@ -59,7 +59,12 @@ impl Store {
                 break;
             }
             let Ok(record) = serde_json::from_slice::<T>(&value) else {
-                tracing::error!(key = %String::from_utf8_lossy(&key), "unreadable stored record skipped");
+                // Keys of address records contain whole addresses, so only the prefix is logged.
+                tracing::error!(
+                    prefix = %String::from_utf8_lossy(prefix),
+                    key_bytes = key.len(),
+                    "unreadable stored record skipped"
+                );
                 continue;
             };
             if keep(&record) {

@@ -269,3 +269,70 @@ fn uuid_like() -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+impl App {
+    /// POSTs raw bytes to a hook path with exactly the given headers (no secret unless given).
+    pub async fn post_hook(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Sends one HTTP/1.1 request written by hand, so header names keep their letter case, and
+    /// returns the whole response text. `head` is the request line and headers, each ending in
+    /// CRLF; `Host`, `Connection` and `Content-Length` are added.
+    pub fn raw_request(&self, head: &str, body: &[u8]) -> String {
+        let address = self.base.trim_start_matches("http://");
+        let mut request = format!(
+            "{head}Host: {address}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        self.raw_exchange(&request)
+    }
+
+    /// Writes `request` to a new connection as it is and returns everything read back.
+    pub fn raw_exchange(&self, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The server may answer and close before reading everything (a 413, say).
+        let _ = stream.write_all(request);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    /// Returns the process id of the running service.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+/// A `system.email.delivery` event with the given `target` and `debugData`, for recipient
+/// layouts other than a `User` target.
+pub fn event_with_target(uuid: &str, target: Value, debug_data: Value) -> Value {
+    json!({
+        "uuid": uuid,
+        "published": "2025-01-15T10:00:00.000Z",
+        "eventType": "system.email.delivery",
+        "version": "0",
+        "severity": "WARN",
+        "displayMessage": "Email delivery FAILURE: bounce",
+        "actor": {"id": "0oa1system", "type": "SystemPrincipal", "alternateId": "system@example.okta.com", "displayName": "Okta System"},
+        "outcome": {"result": "FAILURE", "reason": "bounce"},
+        "target": target,
+        "debugContext": {"debugData": debug_data},
+    })
+}
