@@ -6,6 +6,7 @@ mod ingest;
 mod okta_client;
 mod ops;
 mod rules;
+mod tls;
 // Each test file uses only part of the shared support code.
 #[allow(dead_code)]
 mod support;
