@@ -7,6 +7,7 @@ pub mod error;
 pub mod health;
 pub mod hook;
 pub mod rules;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -10,6 +10,7 @@ pub mod keys;
 mod reads;
 pub mod records;
 pub mod rules;
+pub mod tokens;
 mod writer;
 
 use std::fs::File;
