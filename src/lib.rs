@@ -25,3 +25,4 @@ pub mod rules;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

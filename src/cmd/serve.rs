@@ -12,6 +12,7 @@ use crate::config::{ensure_generated_secrets, Config};
 use crate::http::{self, AppState};
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
+use crate::tls::{self, CurrentConfig, TlsFiles, TlsListener};
 
 /// How long start-up waits for another process to release the store.
 const STORE_LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -47,7 +48,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listen on {}", config.listen))?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
-    let state = AppState::new(config.clone(), store.clone(), metrics);
+    let state = AppState::new(config.clone(), store.clone(), metrics.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks = crate::background::spawn(state.clone(), stop_rx.clone());
 
@@ -59,10 +60,32 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         "bouncewatch serving"
     );
     let app = http::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serve HTTP")?;
+    match tls_files(&config) {
+        Some(files) => {
+            // Loaded again (validation loaded it once) so a file changed since then is used.
+            let server_config = files.load()?;
+            let current = CurrentConfig::new(server_config);
+            let interval = Duration::from_secs(config.tls_reload_seconds);
+            tls::spawn_reloader(files.clone(), current.clone(), interval, metrics.clone())
+                .context("install the SIGHUP handler for TLS reloads")?;
+            tracing::info!(
+                cert = %files.cert.display(),
+                reload_seconds = config.tls_reload_seconds,
+                "serving HTTPS"
+            );
+            let listener = TlsListener::start(listener, current, metrics);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serve HTTPS")?;
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serve HTTP")?;
+        }
+    }
 
     tracing::info!("stopping: waiting for background tasks");
     let _ = stop_tx.send(true);
@@ -72,6 +95,16 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     store.flush().await.context("flush the store")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn tls_files(config: &Config) -> Option<TlsFiles> {
+    match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    }
 }
 
 async fn shutdown_signal() {

@@ -154,6 +154,16 @@ pub struct Config {
     pub canary_quiet_hours: u64,
     /// Per-domain rule settings.
     pub domains: BTreeMap<String, DomainSettings>,
+    // TLS.
+    /// PEM certificate chain (leaf first) for serving https directly. Set together with
+    /// `tls_key_file`; unset (the default) serves plain HTTP, for use behind a TLS proxy.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
+    /// Seconds between checks of both files for changes, which are then loaded without a
+    /// restart; 0 turns the checks off (SIGHUP still reloads). Default 30.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub tls_reload_seconds: u64,
 }
 
 impl Default for Config {
@@ -189,6 +199,10 @@ impl Default for Config {
             canary_count: 0,
             canary_quiet_hours: 6,
             domains: BTreeMap::new(),
+            // TLS.
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_reload_seconds: 30,
         }
     }
 }
@@ -295,6 +309,10 @@ impl Config {
             "mailbox_full_clear_days",
             "canary_count",
             "canary_quiet_hours",
+            // TLS.
+            "tls_cert_file",
+            "tls_key_file",
+            "tls_reload_seconds",
         ];
         NAMES.contains(&name)
     }
@@ -376,6 +394,9 @@ impl Config {
                 ));
             }
         }
+        // TLS.
+        crate::tls::check_settings(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())
+            .map_err(|err| invalid(err.setting, err.reason))?;
         Ok(())
     }
 

@@ -29,12 +29,16 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/backfill", post(super::backfill::run))
         .merge(super::rules::routes())
         .merge(super::subscriptions::router())
+        .merge(super::tokens::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 
+/// Authenticates the bearer token (the configured one or a named one from the store), checks
+/// its role against the method, and puts the [`Admin`](super::tokens::Admin) into the request's
+/// extensions for handlers.
 async fn require_admin(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let token = request
@@ -45,12 +49,21 @@ async fn require_admin(
             value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
-        });
-    match token {
-        Some(token) if state.admin_tokens.matches(token.trim().as_bytes()) => {
+        })
+        .map(|token| token.trim().to_string());
+    let admin = match &token {
+        Some(token) => super::tokens::authenticate(&state, token).await?,
+        None => None,
+    };
+    match admin {
+        Some(admin) => {
+            if let Some(forbidden) = super::tokens::check_role(&admin, request.method()) {
+                return Ok(forbidden);
+            }
+            request.extensions_mut().insert(admin);
             Ok(next.run(request).await)
         }
-        _ => {
+        None => {
             state.metrics.inc(
                 "bouncewatch_auth_failures_total",
                 "Requests rejected for a missing or wrong credential.",

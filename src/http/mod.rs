@@ -8,6 +8,7 @@ pub mod health;
 pub mod hook;
 pub mod rules;
 pub mod subscriptions;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::admin::parse_address;
+use super::tokens::Admin;
 use super::{ApiError, AppState};
 use crate::address::normalise_domain;
 use crate::rules::outage::ADMIN_RECOVERY_PREFIX;
@@ -19,7 +20,6 @@ use crate::store::rules::{self as records, ClearRefusal, ClearRequest};
 
 /// Most addresses in one bulk clear request.
 const MAX_BULK: usize = 1000;
-const ADMIN_ACTOR: &str = "admin:token";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,10 +33,12 @@ pub fn routes() -> Router<AppState> {
 
 async fn recover(
     State(state): State<AppState>,
+    admin: Admin,
     Path(raw): Path<String>,
 ) -> Result<(StatusCode, Json<Action>), ApiError> {
     let domain = normalise_domain(&raw)
         .map_err(|_| ApiError::bad_request("domain", format!("{raw:?} is not a valid domain")))?;
+    let actor = admin.actor();
     let action = state
         .store
         .write(move |txn| -> Result<Action, ApiError> {
@@ -64,7 +66,7 @@ async fn recover(
             records::put_domain_event(txn, &domain, &marker);
             records::push_rules_work(txn, &domain, at);
             let mut action = records::new_action(
-                ADMIN_ACTOR,
+                &actor,
                 "recover",
                 format!("an admin declared {domain} recovered"),
                 ActionStatus::Queued,
@@ -96,7 +98,7 @@ fn parse_force(raw: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-fn admin_request(state: &AppState, address: String, force: bool) -> ClearRequest {
+fn admin_request(state: &AppState, actor: &str, address: String, force: bool) -> ClearRequest {
     let runtime_approval = state
         .store
         .runtime_settings()
@@ -104,7 +106,7 @@ fn admin_request(state: &AppState, address: String, force: bool) -> ClearRequest
         .and_then(|settings| settings.approval_mode);
     ClearRequest {
         address,
-        actor: ADMIN_ACTOR.into(),
+        actor: actor.to_string(),
         reason: "an admin asked for this clear".into(),
         episode: None,
         evidence: Vec::new(),
@@ -117,12 +119,13 @@ fn admin_request(state: &AppState, address: String, force: bool) -> ClearRequest
 
 async fn clear_one(
     State(state): State<AppState>,
+    admin: Admin,
     Path(raw): Path<String>,
     Query(query): Query<ClearQuery>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let address = parse_address(&raw, "address")?;
     let force = parse_force(query.force.as_deref())?;
-    let request = admin_request(&state, address.key().to_string(), force);
+    let request = admin_request(&state, &admin.actor(), address.key().to_string(), force);
     let key = address.key().to_string();
     let result = state
         .store
@@ -155,6 +158,7 @@ struct BulkClear {
 
 async fn clear_bulk(
     State(state): State<AppState>,
+    admin: Admin,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: BulkClear = serde_json::from_slice(&body).map_err(|err| {
@@ -180,7 +184,12 @@ async fn clear_bulk(
                 continue;
             }
         };
-        let clear = admin_request(&state, address.key().to_string(), request.force);
+        let clear = admin_request(
+            &state,
+            &admin.actor(),
+            address.key().to_string(),
+            request.force,
+        );
         let outcome = state
             .store
             .write(move |txn| records::queue_clear(txn, clear))
@@ -197,19 +206,27 @@ async fn clear_bulk(
 
 async fn approve(
     State(state): State<AppState>,
+    admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Action>, ApiError> {
-    decide(&state, id, true).await
+    decide(&state, &admin, id, true).await
 }
 
 async fn reject(
     State(state): State<AppState>,
+    admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Action>, ApiError> {
-    decide(&state, id, false).await
+    decide(&state, &admin, id, false).await
 }
 
-async fn decide(state: &AppState, id: String, approve: bool) -> Result<Json<Action>, ApiError> {
+async fn decide(
+    state: &AppState,
+    admin: &Admin,
+    id: String,
+    approve: bool,
+) -> Result<Json<Action>, ApiError> {
+    let actor = admin.actor();
     let jobs = state.store.clear_jobs(100_000)?;
     let job: Option<ClearJob> = jobs
         .into_iter()
@@ -237,11 +254,11 @@ async fn decide(state: &AppState, id: String, approve: bool) -> Result<Json<Acti
                     txn.put_json(key, &address);
                 }
                 action.status = ActionStatus::Queued;
-                action.result = Some("approved by an admin".into());
+                action.result = Some(format!("approved by {actor}"));
             } else {
                 txn.remove(&records::clear_job_key(job.id));
                 action.status = ActionStatus::Rejected;
-                action.result = Some("rejected by an admin".into());
+                action.result = Some(format!("rejected by {actor}"));
             }
             records::update_action(txn, &action);
             Ok(action)
@@ -277,6 +294,7 @@ struct SettingsPatch {
 
 async fn patch_settings(
     State(state): State<AppState>,
+    admin: Admin,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let patch: SettingsPatch = serde_json::from_slice(&body).map_err(|err| {
@@ -285,6 +303,7 @@ async fn patch_settings(
             format!("expected paused, approval_mode or resume_after_forbidden as booleans: {err}"),
         )
     })?;
+    let actor = admin.actor();
     let settings = state
         .store
         .write(move |txn| {
@@ -300,7 +319,7 @@ async fn patch_settings(
             }
             records::put_runtime_settings(txn, &settings);
             let action = records::new_action(
-                ADMIN_ACTOR,
+                &actor,
                 "settings",
                 format!("rules settings changed: {settings:?}"),
                 ActionStatus::Recorded,

@@ -11,6 +11,7 @@ pub mod outbox;
 mod reads;
 pub mod records;
 pub mod rules;
+pub mod tokens;
 mod writer;
 
 use std::fs::File;

@@ -7,6 +7,8 @@ mod notifications;
 mod okta_client;
 mod ops;
 mod rules;
+mod tls;
+mod tokens;
 // Each test file uses only part of the shared support code.
 #[allow(dead_code)]
 mod support;
