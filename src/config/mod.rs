@@ -154,6 +154,22 @@ pub struct Config {
     pub canary_quiet_hours: u64,
     /// Per-domain rule settings.
     pub domains: BTreeMap<String, DomainSettings>,
+    // Gap-fill and hook health.
+    /// Poll the System Log for delivery events the hook missed. It runs only when
+    /// `okta_org_url` is set. Default true.
+    #[serde(deserialize_with = "lenient::bool")]
+    pub gap_fill: bool,
+    /// Seconds between the starts of two gap-fill runs. Default 300.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub gap_fill_interval_secs: u64,
+    /// Seconds behind real time that gap-fill reads, so events Okta writes late are not
+    /// skipped. Each run also re-reads this much before its checkpoint. Default 600.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub gap_fill_lag_secs: u64,
+    /// Seconds without a hook delivery after which the hook counts as unhealthy; 0 turns the
+    /// check off. Default 0, because a quiet org is normal.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub hook_quiet_alert_secs: u64,
 }
 
 impl Default for Config {
@@ -189,6 +205,11 @@ impl Default for Config {
             canary_count: 0,
             canary_quiet_hours: 6,
             domains: BTreeMap::new(),
+            // Gap-fill and hook health.
+            gap_fill: true,
+            gap_fill_interval_secs: 300,
+            gap_fill_lag_secs: 600,
+            hook_quiet_alert_secs: 0,
         }
     }
 }
@@ -295,6 +316,11 @@ impl Config {
             "mailbox_full_clear_days",
             "canary_count",
             "canary_quiet_hours",
+            // Gap-fill and hook health.
+            "gap_fill",
+            "gap_fill_interval_secs",
+            "gap_fill_lag_secs",
+            "hook_quiet_alert_secs",
         ];
         NAMES.contains(&name)
     }
@@ -375,6 +401,17 @@ impl Config {
                     "is not a valid domain name",
                 ));
             }
+        }
+        // Gap-fill and hook health.
+        if self.gap_fill_interval_secs == 0 {
+            return Err(invalid("gap_fill_interval_secs", "must be at least 1"));
+        }
+        if self.gap_fill_lag_secs > 86_400 {
+            return Err(invalid(
+                "gap_fill_lag_secs",
+                "must be at most 86400 (one day); events would otherwise reach the store more \
+                 than a day late",
+            ));
         }
         Ok(())
     }
