@@ -5,6 +5,7 @@ mod forward_send;
 mod ingest;
 mod okta_client;
 mod ops;
+mod poller;
 mod rules;
 // Each test file uses only part of the shared support code.
 #[allow(dead_code)]
