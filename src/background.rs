@@ -19,6 +19,12 @@ pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>
             client,
             stop.clone(),
         )),
+        tokio::spawn(crate::poller::run(
+            state.clone(),
+            okta_client(&state.config),
+            stop.clone(),
+        )),
+        tokio::spawn(crate::hook_health::run(state.clone(), stop.clone())),
         tokio::spawn(crate::forward::dispatch::run(state, stop)),
     ]
 }

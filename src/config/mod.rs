@@ -164,6 +164,22 @@ pub struct Config {
     /// restart; 0 turns the checks off (SIGHUP still reloads). Default 30.
     #[serde(deserialize_with = "lenient::u64")]
     pub tls_reload_seconds: u64,
+    // Gap-fill and hook health.
+    /// Poll the System Log for delivery events the hook missed. It runs only when
+    /// `okta_org_url` is set. Default true.
+    #[serde(deserialize_with = "lenient::bool")]
+    pub gap_fill: bool,
+    /// Seconds between the starts of two gap-fill runs. Default 300.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub gap_fill_interval_secs: u64,
+    /// Seconds behind real time that gap-fill reads, so events Okta writes late are not
+    /// skipped. Each run also re-reads this much before its checkpoint. Default 600.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub gap_fill_lag_secs: u64,
+    /// Seconds without a hook delivery after which the hook counts as unhealthy; 0 turns the
+    /// check off. Default 0, because a quiet org is normal.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub hook_quiet_alert_secs: u64,
 }
 
 impl Default for Config {
@@ -203,6 +219,11 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_reload_seconds: 30,
+            // Gap-fill and hook health.
+            gap_fill: true,
+            gap_fill_interval_secs: 300,
+            gap_fill_lag_secs: 600,
+            hook_quiet_alert_secs: 0,
         }
     }
 }
@@ -313,6 +334,11 @@ impl Config {
             "tls_cert_file",
             "tls_key_file",
             "tls_reload_seconds",
+            // Gap-fill and hook health.
+            "gap_fill",
+            "gap_fill_interval_secs",
+            "gap_fill_lag_secs",
+            "hook_quiet_alert_secs",
         ];
         NAMES.contains(&name)
     }
@@ -397,6 +423,17 @@ impl Config {
         // TLS.
         crate::tls::check_settings(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())
             .map_err(|err| invalid(err.setting, err.reason))?;
+        // Gap-fill and hook health.
+        if self.gap_fill_interval_secs == 0 {
+            return Err(invalid("gap_fill_interval_secs", "must be at least 1"));
+        }
+        if self.gap_fill_lag_secs > 86_400 {
+            return Err(invalid(
+                "gap_fill_lag_secs",
+                "must be at most 86400 (one day); events would otherwise reach the store more \
+                 than a day late",
+            ));
+        }
         Ok(())
     }
 

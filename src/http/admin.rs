@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/actions", get(list_actions))
         .route("/quarantine", get(list_quarantine))
         .route("/backfill", post(super::backfill::run))
+        .route("/bounce-list", get(super::bounce_list::list))
         .merge(super::rules::routes())
         .merge(super::subscriptions::router())
         .merge(super::tokens::routes())

@@ -38,9 +38,13 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     if !writable {
         tracing::error!("readiness probe failed: the store does not take writes");
     }
+    // Hook health and gap-fill are details only. An unhealthy hook does not make the service
+    // unready, because the service still stores what arrives.
     let body = json!({
         "status": if writable { "ready" } else { "store_unwritable" },
         "store": {"writable": writable, "bytes_on_disk": state.store.size_on_disk()},
+        "hook": crate::hook_health::status(&state),
+        "gap_fill": crate::poller::readiness(&state),
     });
     (status, Json(body))
 }
@@ -66,6 +70,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             store.count_prefix(prefix) as f64,
         );
     }
+    crate::poller::refresh_metrics(&state, chrono::Utc::now());
+    crate::hook_health::refresh_metrics(&state);
     let health = store.health();
     metrics.set(
         "bouncewatch_store_commits",

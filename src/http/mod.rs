@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backfill;
+pub mod bounce_list;
 pub mod error;
 pub mod health;
 pub mod hook;

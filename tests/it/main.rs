@@ -6,6 +6,7 @@ mod ingest;
 mod notifications;
 mod okta_client;
 mod ops;
+mod poller;
 mod rules;
 mod tls;
 mod tokens;
