@@ -3,6 +3,7 @@
 pub mod backfill;
 mod check_config;
 mod register;
+pub mod remote;
 mod serve;
 mod simulate;
 mod unregister;
