@@ -154,6 +154,16 @@ pub struct Config {
     pub canary_quiet_hours: u64,
     /// Per-domain rule settings.
     pub domains: BTreeMap<String, DomainSettings>,
+    // Retention.
+    /// Days audit log actions are kept; 0 keeps them forever. Default 365.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub action_retention_days: u64,
+    /// Days quarantine entries and their raw bytes are kept; 0 keeps them forever. Default 30.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub quarantine_retention_days: u64,
+    /// Seconds between retention passes (one also runs at start); 0 counts as 1. Default 300.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub retention_interval_seconds: u64,
 }
 
 impl Default for Config {
@@ -189,6 +199,10 @@ impl Default for Config {
             canary_count: 0,
             canary_quiet_hours: 6,
             domains: BTreeMap::new(),
+            // Retention.
+            action_retention_days: 365,
+            quarantine_retention_days: 30,
+            retention_interval_seconds: 300,
         }
     }
 }
@@ -295,6 +309,10 @@ impl Config {
             "mailbox_full_clear_days",
             "canary_count",
             "canary_quiet_hours",
+            // Retention.
+            "action_retention_days",
+            "quarantine_retention_days",
+            "retention_interval_seconds",
         ];
         NAMES.contains(&name)
     }

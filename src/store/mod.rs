@@ -9,6 +9,7 @@ mod ingest;
 pub mod keys;
 mod reads;
 pub mod records;
+pub mod retention;
 pub mod rules;
 mod writer;
 
