@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/quarantine", get(list_quarantine))
         .route("/backfill", post(super::backfill::run))
         .merge(super::rules::routes())
+        .merge(super::ops::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 

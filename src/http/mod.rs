@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod error;
 pub mod health;
 pub mod hook;
+pub mod ops;
 pub mod rules;
 
 use std::sync::Arc;

@@ -5,6 +5,8 @@
 //! data. The rest of the service uses the methods here and never sled itself, so another
 //! backend can replace this module without touching its callers.
 
+pub mod erase;
+pub mod export;
 mod ingest;
 pub mod keys;
 mod reads;
