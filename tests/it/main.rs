@@ -4,6 +4,7 @@
 mod forward_send;
 mod ingest;
 mod okta_client;
+mod operator;
 mod ops;
 mod rules;
 // Each test file uses only part of the shared support code.
