@@ -19,6 +19,12 @@ pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>
             client,
             stop.clone(),
         )),
+        tokio::spawn(crate::store::retention::run(
+            state.store.clone(),
+            state.config.clone(),
+            state.metrics.clone(),
+            stop.clone(),
+        )),
         tokio::spawn(crate::poller::run(
             state.clone(),
             okta_client(&state.config),

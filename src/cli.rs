@@ -55,4 +55,58 @@ pub enum Command {
     },
     /// Deactivate and delete the event hook that `register` made.
     Unregister,
+    /// Show queue depths, domains in outage, clears waiting, the rules settings and the store's
+    /// size, from the running service or, when none runs, from the store.
+    Status {
+        /// `text` for people, `json` for machines.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
+    /// List domains with their health, most failures in their last 24 hours of events first.
+    Domains {
+        /// Number of domains to list, from 1 to 1000.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// `text` for people, `json` for machines.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
+    /// Write every record of the store to FILE as NDJSON, after a header line with the schema
+    /// version. Works against a running service (through GET /api/v1/export) or a stopped one.
+    Export {
+        /// The file to write; it is replaced only once the export is complete.
+        file: PathBuf,
+    },
+    /// Read an export made by `export` into the configured data directory, whose store must be
+    /// new or empty. The service must be stopped.
+    Import {
+        /// The export file.
+        file: PathBuf,
+    },
+    /// Queue every domain, or one, for the rules to evaluate its stored events again, for
+    /// instance after changing thresholds.
+    Replay {
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Erase everything stored about an address (state, events, history, queued clears) and
+    /// record the erasure in the audit log by masked form and SHA-256.
+    Erase {
+        /// The address, as Okta reports it or in normalised form.
+        address: String,
+    },
+    /// Clear addresses from Okta's bounce list through the running service, which applies its
+    /// queue, hourly cap, loop guard and approval mode. Exits non-zero when any is not queued.
+    Clear {
+        /// Addresses to clear.
+        #[arg(required_unless_present = "file")]
+        addresses: Vec<String>,
+        /// A CSV file: one address per line, or a header row with an `email` or `address` column.
+        #[arg(long, value_name = "CSV")]
+        file: Option<PathBuf>,
+        /// Clear even where the loop guard holds an address back.
+        #[arg(long)]
+        force: bool,
+    },
 }

@@ -4,7 +4,6 @@
 //! `POST /api/v1/backfill`; without one, this process opens the store itself.
 
 use std::io::{IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,8 @@ use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ensure_generated_secrets, Config};
+use super::remote::{admin_token, running_service, ServiceError};
+use crate::config::Config;
 use crate::ingest::sort_events;
 use crate::okta::client::OktaClient;
 use crate::okta::logs::{BackfillError, MAX_LOGS_LIMIT};
@@ -26,9 +26,6 @@ pub const RETENTION_DAYS: i64 = 90;
 
 /// How long the command waits for another process to release the store.
 const STORE_LOCK_WAIT: Duration = Duration::from_secs(30);
-
-/// How long the probe for a running service waits for `/healthz`.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Totals of one backfill, as printed and as `POST /api/v1/backfill` returns them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -189,51 +186,14 @@ pub fn explain_backfill_error(err: BackfillError, since_name: &str) -> anyhow::E
     }
 }
 
-/// Returns the base URL of a service that responds to `/healthz` at `listen`, if any. An unspecified
-/// listen address (0.0.0.0 or ::) is probed on loopback.
-async fn running_service(listen: SocketAddr) -> Option<String> {
-    let mut address = listen;
-    if address.ip().is_unspecified() {
-        let loopback = match address.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        };
-        address.set_ip(loopback);
-    }
-    let base = format!("http://{address}");
-    let http = reqwest::Client::builder()
-        .timeout(PROBE_TIMEOUT)
-        .no_proxy()
-        .build()
-        .ok()?;
-    let response = http.get(format!("{base}/healthz")).send().await.ok()?;
-    response.status().is_success().then_some(base)
-}
-
-#[derive(Deserialize)]
-struct ServiceError {
-    #[serde(default)]
-    error: String,
-    #[serde(default)]
-    detail: String,
-    #[serde(default)]
-    field: Option<String>,
-}
-
 /// Asks the running service to backfill and waits for its totals.
 async fn run_through_service(
-    mut config: Config,
+    config: Config,
     base: &str,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    // The service's token is the configured one or the file it generated in the data directory.
-    ensure_generated_secrets(&mut config)
-        .context("read the admin token from the data directory")?;
-    let token = config
-        .admin_token
-        .as_ref()
-        .context("no admin token is configured or generated")?;
+    let token = admin_token(&config)?;
 
     eprintln!(
         "backfill: a service answers at {base}; it reads {} to {} into its store, and this \
@@ -256,11 +216,7 @@ async fn run_through_service(
     let status = response.status();
     let body = response.bytes().await.unwrap_or_default();
     if !status.is_success() {
-        let error: ServiceError = serde_json::from_slice(&body).unwrap_or(ServiceError {
-            error: String::new(),
-            detail: String::from_utf8_lossy(&body).into_owned(),
-            field: None,
-        });
+        let error = ServiceError::parse(&body);
         let option = match error.field.as_deref() {
             Some("since") => "--since was rejected: ",
             Some("until") => "--until was rejected: ",

@@ -2,9 +2,17 @@
 
 pub mod backfill;
 mod check_config;
+mod clear;
+mod domains;
+mod erase;
+mod export;
+mod import;
 mod register;
+pub mod remote;
+mod replay;
 mod serve;
 mod simulate;
+mod status;
 mod unregister;
 
 use std::process::ExitCode;
@@ -35,6 +43,17 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Register { url } => register::run(config, &url).await,
             Command::Unregister => unregister::run(&config).await,
+            Command::Status { format } => status::run(&config, &format).await,
+            Command::Domains { limit, format } => domains::run(&config, limit, &format).await,
+            Command::Export { file } => export::run(&config, &file).await,
+            Command::Import { file } => import::run(&config, &file).await,
+            Command::Replay { domain } => replay::run(&config, domain.as_deref()).await,
+            Command::Erase { address } => erase::run(&config, &address).await,
+            Command::Clear {
+                addresses,
+                file,
+                force,
+            } => clear::run(&config, addresses, file.as_deref(), force).await,
         }
     });
     match result {

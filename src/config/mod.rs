@@ -180,6 +180,16 @@ pub struct Config {
     /// check off. Default 0, because a quiet org is normal.
     #[serde(deserialize_with = "lenient::u64")]
     pub hook_quiet_alert_secs: u64,
+    // Retention.
+    /// Days audit log actions are kept; 0 keeps them forever. Default 365.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub action_retention_days: u64,
+    /// Days quarantine entries and their raw bytes are kept; 0 keeps them forever. Default 30.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub quarantine_retention_days: u64,
+    /// Seconds between retention passes (one also runs at start); 0 counts as 1. Default 300.
+    #[serde(deserialize_with = "lenient::u64")]
+    pub retention_interval_seconds: u64,
 }
 
 impl Default for Config {
@@ -224,6 +234,10 @@ impl Default for Config {
             gap_fill_interval_secs: 300,
             gap_fill_lag_secs: 600,
             hook_quiet_alert_secs: 0,
+            // Retention.
+            action_retention_days: 365,
+            quarantine_retention_days: 30,
+            retention_interval_seconds: 300,
         }
     }
 }
@@ -339,6 +353,10 @@ impl Config {
             "gap_fill_interval_secs",
             "gap_fill_lag_secs",
             "hook_quiet_alert_secs",
+            // Retention.
+            "action_retention_days",
+            "quarantine_retention_days",
+            "retention_interval_seconds",
         ];
         NAMES.contains(&name)
     }

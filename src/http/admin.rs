@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(super::rules::routes())
         .merge(super::subscriptions::router())
         .merge(super::tokens::routes())
+        .merge(super::ops::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 

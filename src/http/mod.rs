@@ -7,6 +7,7 @@ pub mod bounce_list;
 pub mod error;
 pub mod health;
 pub mod hook;
+pub mod ops;
 pub mod rules;
 pub mod subscriptions;
 pub mod tokens;

@@ -7,11 +7,14 @@
 
 pub mod bounce_list;
 pub mod checkpoint;
+pub mod erase;
+pub mod export;
 mod ingest;
 pub mod keys;
 pub mod outbox;
 mod reads;
 pub mod records;
+pub mod retention;
 pub mod rules;
 pub mod tokens;
 mod writer;

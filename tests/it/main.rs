@@ -5,6 +5,7 @@ mod forward_send;
 mod ingest;
 mod notifications;
 mod okta_client;
+mod operator;
 mod ops;
 mod poller;
 mod rules;
