@@ -7,6 +7,7 @@ pub mod error;
 pub mod health;
 pub mod hook;
 pub mod rules;
+pub mod unavailable;
 
 use std::sync::Arc;
 use std::time::Instant;
