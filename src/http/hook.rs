@@ -19,7 +19,7 @@ use crate::store::QuarantineItem;
 pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
 /// Longest challenge echoed back, so the route cannot be used to reflect large payloads.
 const MAX_CHALLENGE: usize = 1024;
-/// Longest time a client may take to send a delivery's body. Okta gives up after 3 seconds, so
+/// Maximum time a client may take to send a delivery's body. Okta gives up after 3 seconds, so
 /// a body still arriving after this is a stalled or hostile client holding a connection open.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 

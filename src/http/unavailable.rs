@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-/// How often the reason is logged again while the service runs without a store.
+/// Interval at which the reason is logged again while the service runs without a store.
 const REPEAT_LOG: Duration = Duration::from_secs(60);
 
 /// Answers `/healthz` 200, `/readyz` 503 with `reason`, and every other request 503 in the API's
