@@ -197,7 +197,7 @@ fn damage(data_file: &Path) {
 /// either it exits non-zero with a message containing `cause` (and the step that moves the store
 /// aside exactly when `move_aside`), or it serves 503 with `/readyz` failing.
 async fn check_failed_start(app: &App, cause: &str, move_aside: bool) {
-    let mut child = Command::new(binary())
+    let child = Command::new(binary())
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -209,10 +209,11 @@ async fn check_failed_start(app: &App, cause: &str, move_aside: bool) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(Some(child));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if child.try_wait().unwrap().is_some() {
-            let output = child.wait_with_output().unwrap();
+        if child.get().try_wait().unwrap().is_some() {
+            let output = child.0.take().unwrap().wait_with_output().unwrap();
             let text = format!(
                 "{}{}",
                 String::from_utf8_lossy(&output.stdout),
@@ -237,8 +238,6 @@ async fn check_failed_start(app: &App, cause: &str, move_aside: bool) {
             assert_eq!(response.status().as_u16(), 503);
             let delivery = envelope(vec![delivered("corrupt-1", "c@disk.example")]);
             assert_eq!(app.deliver(&delivery).await.status().as_u16(), 503);
-            let _ = child.kill();
-            let _ = child.wait();
             return;
         }
         assert!(
@@ -246,6 +245,24 @@ async fn check_failed_start(app: &App, cause: &str, move_aside: bool) {
             "serve neither exited nor answered"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A child process killed when dropped, so a failed assertion leaves no service running.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn get(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("the child was already taken")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
