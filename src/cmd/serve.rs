@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::config::{ensure_generated_secrets, Config};
 use crate::http::{self, AppState};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::telemetry::{self, Metrics};
 use crate::tls::{self, CurrentConfig, TlsFiles, TlsListener};
 
@@ -19,6 +19,9 @@ const STORE_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
     telemetry::init_logs(config.log_format);
+    // Installed first, so a SIGTERM during start-up (a long store open, say) still stops the
+    // process cleanly instead of killing it.
+    let terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     let generated = ensure_generated_secrets(&mut config).context("prepare the data directory")?;
     if let Some(path) = &generated.hook_secret_file {
         if generated.created.contains(path) {
@@ -42,7 +45,19 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         }
     }
 
-    let store = Store::open(&config.data_dir, config.durability, STORE_LOCK_WAIT)?;
+    let store = match Store::open(&config.data_dir, config.durability, STORE_LOCK_WAIT) {
+        Ok(store) => store,
+        Err(err @ (StoreError::Corrupt(_) | StoreError::Io(_))) => {
+            // Okta retries a 5xx but never a refused connection twice, so answer 503 until an
+            // operator repairs the store, rather than exiting into a crash loop.
+            let listener = TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("listen on {}", config.listen))?;
+            return http::unavailable::serve(listener, err.to_string(), shutdown_signal(terminate))
+                .await;
+        }
+        Err(err) => return Err(err.into()),
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
@@ -75,13 +90,13 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             );
             let listener = TlsListener::start(listener, current, metrics);
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown_signal(terminate))
                 .await
                 .context("serve HTTPS")?;
         }
         None => {
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown_signal(terminate))
                 .await
                 .context("serve HTTP")?;
         }
@@ -107,8 +122,7 @@ fn tls_files(config: &Config) -> Option<TlsFiles> {
     }
 }
 
-async fn shutdown_signal() {
-    let mut terminate = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+async fn shutdown_signal(mut terminate: Signal) {
     tokio::select! {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

@@ -2,6 +2,7 @@
 //! Lists answer `{"items": [...], "next": cursor}` and take `limit` (default 100, at most 1000)
 //! and `cursor`.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
@@ -120,6 +121,17 @@ pub fn parse_address(raw: &str, field: &str) -> Result<EmailAddress, ApiError> {
     })
 }
 
+/// Turns a path segment that axum could not decode (invalid UTF-8 after percent-decoding, for
+/// example) into the API's JSON error instead of axum's plain-text rejection.
+pub fn path_value(
+    extracted: Result<Path<String>, PathRejection>,
+    field: &str,
+) -> Result<String, ApiError> {
+    extracted
+        .map(|Path(value)| value)
+        .map_err(|rejection| ApiError::bad_request(field, rejection.body_text()))
+}
+
 /// The admin API's document for one address.
 pub fn address_document(state: &AddressState) -> Value {
     json!({
@@ -158,8 +170,9 @@ pub fn domain_document(state: &DomainState) -> Value {
 
 async fn get_address(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let raw = path_value(raw, "address")?;
     let address = parse_address(&raw, "address")?;
     let found = state.store.address(address.key())?;
     let found =
@@ -207,8 +220,9 @@ async fn list_addresses(
 
 async fn get_domain(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let raw = path_value(raw, "domain")?;
     let domain = normalise_domain(&raw)
         .map_err(|_| ApiError::bad_request("domain", format!("{raw:?} is not a valid domain")))?;
     let found = state.store.domain(&domain)?;

@@ -21,6 +21,8 @@ pub enum ApiError {
     NotFound(String),
     /// 409: the request conflicts with the current state.
     Conflict { code: &'static str, detail: String },
+    /// 408: the client did not send the whole body in time.
+    RequestTimeout,
     /// 413: the body is over the limit.
     PayloadTooLarge(u64),
     /// 503: the store cannot take writes; Okta retries a 5xx.
@@ -59,6 +61,12 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(detail) => (StatusCode::NOT_FOUND, "not_found", detail, None),
             ApiError::Conflict { code, detail } => (StatusCode::CONFLICT, code, detail, None),
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body was not received in time".to_string(),
+                Some("body".to_string()),
+            ),
             ApiError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -2,7 +2,9 @@
 //! authenticates, reads the body as bytes under the size limit (the content type is not
 //! trusted), parses, stores durably and only then answers 200.
 
-use axum::body::Bytes;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +19,9 @@ use crate::store::QuarantineItem;
 pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
 /// Longest challenge echoed back, so the route cannot be used to reflect large payloads.
 const MAX_CHALLENGE: usize = 1024;
+/// Maximum time a client may take to send a delivery's body. Okta gives up after 3 seconds, so
+/// a body still arriving after this is a stalled or hostile client holding a connection open.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let limit = state.config.body_limit_bytes as usize;
@@ -51,33 +56,39 @@ async fn verify(headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError>
 }
 
 /// Authenticates, parses, stores, answers.
-async fn receive(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    // Authenticate before reading the body, so an unauthenticated client cannot make the
+    // service buffer up to the body limit.
     if let Err(rejection) = authenticate(&state, &headers) {
         return rejection.into_response();
     }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            let limit = state.config.body_limit_bytes;
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                state.metrics.inc(
-                    "bouncewatch_hook_too_large_total",
-                    "Hook deliveries over the body limit (lost events).",
-                    &[],
-                    1,
-                );
-                tracing::error!(
-                    limit,
-                    "hook delivery over the body limit rejected; raise body_limit_bytes"
-                );
-                return ApiError::PayloadTooLarge(limit).into_response();
+    let limit = state.config.body_limit_bytes;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return too_large_response(&state, limit);
+    }
+    let read = axum::body::to_bytes(body, limit as usize);
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(body)) => body,
+        Err(_elapsed) => {
+            tracing::warn!(
+                timeout_secs = BODY_READ_TIMEOUT.as_secs(),
+                "hook body not received in time; closing the request"
+            );
+            return ApiError::RequestTimeout.into_response();
+        }
+        Ok(Err(err)) => {
+            let too_large = std::error::Error::source(&err)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                return too_large_response(&state, limit);
             }
-            tracing::warn!(error = %rejection, "hook body could not be read");
-            return ApiError::bad_request("body", rejection.body_text()).into_response();
+            tracing::warn!(error = %err, "hook body could not be read");
+            return ApiError::bad_request("body", format!("the body could not be read: {err}"))
+                .into_response();
         }
     };
     note_content_type(&state, &headers);
@@ -113,6 +124,22 @@ async fn receive(
         "hook delivery stored"
     );
     StatusCode::OK.into_response()
+}
+
+/// Counts and logs a delivery over the body limit: its events are lost, because Okta never
+/// retries a 413.
+fn too_large_response(state: &AppState, limit: u64) -> Response {
+    state.metrics.inc(
+        "bouncewatch_hook_too_large_total",
+        "Hook deliveries over the body limit (lost events).",
+        &[],
+        1,
+    );
+    tracing::error!(
+        limit,
+        "hook delivery over the body limit rejected; raise body_limit_bytes"
+    );
+    ApiError::PayloadTooLarge(limit).into_response()
 }
 
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -11,6 +11,7 @@ pub mod ops;
 pub mod rules;
 pub mod subscriptions;
 pub mod tokens;
+pub mod unavailable;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -78,11 +78,16 @@ impl Store {
         let path = data_dir.join("store");
         std::fs::create_dir_all(&path)
             .map_err(|err| StoreError::Io(format!("{}: {err}", path.display())))?;
+        // sled opens a data file it cannot read as an empty store, so remember whether one was
+        // there: an existing file without the schema marker is damage, not a first start.
+        let had_data = std::fs::metadata(path.join("db")).is_ok_and(|meta| meta.len() > 0);
         let started = Instant::now();
         let db = loop {
-            match sled::Config::new().path(&path).cache_capacity(128 * 1024 * 1024).open() {
+            match open_sled(&path)? {
                 Ok(db) => break db,
-                Err(sled::Error::Io(err)) if is_lock_error(&err) && started.elapsed() < lock_wait => {
+                Err(sled::Error::Io(err))
+                    if is_lock_error(&err) && started.elapsed() < lock_wait =>
+                {
                     std::thread::sleep(Duration::from_millis(250));
                 }
                 Err(sled::Error::Io(err)) if is_lock_error(&err) => {
@@ -92,19 +97,17 @@ impl Store {
                         path.display()
                     )));
                 }
-                Err(err) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "cannot open the store at {}: {err}. Move the directory aside (mv {} {}.broken), \
-                         start again, and run `bouncewatch backfill` to refill it from Okta's System Log",
-                        path.display(),
-                        path.display(),
-                        path.display()
-                    )))
-                }
+                Err(sled::Error::Io(err)) => return Err(unwritable(&path, &err)),
+                Err(err) => return Err(corrupt(&path, &err.to_string())),
             }
         };
-        check_schema(&db)?;
-        let tree = db.open_tree(keys::TREE)?;
+        let tree = without_panic(&path, || {
+            check_schema(&db, had_data).map_err(|err| match err {
+                StoreError::Corrupt(cause) => corrupt(&path, &cause),
+                other => other,
+            })?;
+            Ok(db.open_tree(keys::TREE)?)
+        })?;
         let sync_file = match durability {
             Durability::Crash => None,
             Durability::Power => Some(
@@ -174,13 +177,64 @@ impl Store {
     }
 }
 
+/// Opens sled at `path`. sled 0.34 panics on some damaged files instead of returning
+/// `Error::Corruption` (for example "tried to serialize Uninitialized" after random bytes were
+/// written into `db`), so a panic counts as corruption here rather than ending the process.
+fn open_sled(path: &Path) -> Result<sled::Result<sled::Db>, StoreError> {
+    without_panic(path, || {
+        Ok(sled::Config::new()
+            .path(path)
+            .cache_capacity(128 * 1024 * 1024)
+            .open())
+    })
+}
+
+/// Runs `work`, turning a panic inside sled into [`StoreError::Corrupt`] with the recovery step.
+fn without_panic<R>(
+    path: &Path,
+    work: impl FnOnce() -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "sled panicked".to_string());
+        Err(corrupt(path, &message))
+    })
+}
+
+/// The error for a store that cannot be read, with the documented recovery step.
+fn corrupt(path: &Path, cause: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "cannot open the store at {path}: {cause}. Move the directory aside (mv {path} {path}.broken), \
+         start again, and run `bouncewatch backfill` to refill it from Okta's System Log",
+        path = path.display(),
+    ))
+}
+
+/// The error for a store that cannot be opened because of the file system (a full disk, a
+/// read-only mount, missing permissions). The files may be intact, so moving them aside is not
+/// the fix.
+fn unwritable(path: &Path, err: &std::io::Error) -> StoreError {
+    StoreError::Io(format!(
+        "cannot open the store at {}: {err}. Free space on its file system or make it writable, \
+         then start again; the stored data is kept",
+        path.display()
+    ))
+}
+
 fn is_lock_error(err: &std::io::Error) -> bool {
     err.kind() == std::io::ErrorKind::WouldBlock || err.to_string().contains("lock")
 }
 
-/// Refuses a store written by another schema version instead of misreading it.
-fn check_schema(db: &sled::Db) -> Result<(), StoreError> {
+/// Refuses a store written by another schema version instead of misreading it, and a data file
+/// that existed before the open (`had_data`) but in which sled found no schema marker.
+fn check_schema(db: &sled::Db, had_data: bool) -> Result<(), StoreError> {
     match db.get(keys::SCHEMA_KEY)? {
+        None if had_data => Err(StoreError::Corrupt(
+            "the data file exists but sled read no bouncewatch records from it".to_string(),
+        )),
         None => {
             db.insert(keys::SCHEMA_KEY, &keys::SCHEMA_VERSION.to_be_bytes())?;
             db.flush()?;

@@ -54,6 +54,12 @@ impl App {
                 "BOUNCEWATCH_ADMIN_TOKEN".to_string(),
                 ADMIN_TOKEN.to_string(),
             ),
+            // The tests use fixed dates in the past, which the default 90-day retention would
+            // prune while a test runs; tests of retention set their own value.
+            (
+                "BOUNCEWATCH_RETENTION_DAYS".to_string(),
+                "36500".to_string(),
+            ),
         ];
         for (key, value) in extra {
             env.retain(|(k, _)| k != key);
