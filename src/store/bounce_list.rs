@@ -42,7 +42,7 @@ impl Store {
             let state: AddressState = match serde_json::from_slice(&value) {
                 Ok(state) => state,
                 Err(err) => {
-                    tracing::error!(key = %String::from_utf8_lossy(&key), error = %err, "unreadable address record skipped");
+                    tracing::error!(key = %super::keys::describe(&key), error = %err, "unreadable address record skipped");
                     continue;
                 }
             };

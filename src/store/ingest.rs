@@ -57,10 +57,39 @@ pub struct RulesWork {
     pub from_uuid: Option<String>,
 }
 
+/// Most events stored by one write job. A larger delivery is stored in several jobs, one after
+/// another, so the deliveries queued behind it wait for one chunk rather than the whole of it.
+/// Committing a delivery in parts is safe because it is acknowledged only after the last part,
+/// and a retried delivery finds the stored parts as duplicates.
+const EVENTS_PER_JOB: usize = 500;
+
 impl Store {
-    /// Stores a delivery's events and quarantine entries in one durable step. Events whose uuid
-    /// is already stored are counted as duplicates and change nothing.
+    /// Stores a delivery's events and quarantine entries durably before returning. Events whose
+    /// uuid is already stored are counted as duplicates and change nothing.
     pub async fn ingest(
+        &self,
+        mut events: Vec<NewEvent>,
+        quarantine: Vec<QuarantineItem>,
+    ) -> Result<IngestReport, StoreError> {
+        let mut report = IngestReport::default();
+        let mut quarantine = Some(quarantine);
+        loop {
+            let rest = events.split_off(events.len().min(EVENTS_PER_JOB));
+            let chunk = std::mem::replace(&mut events, rest);
+            let part = self
+                .ingest_job(chunk, quarantine.take().unwrap_or_default())
+                .await?;
+            report.stored += part.stored;
+            report.duplicates += part.duplicates;
+            report.quarantined += part.quarantined;
+            report.statuses.extend(part.statuses);
+            if events.is_empty() {
+                return Ok(report);
+            }
+        }
+    }
+
+    async fn ingest_job(
         &self,
         events: Vec<NewEvent>,
         quarantine: Vec<QuarantineItem>,

@@ -107,3 +107,10 @@ pub fn domain_event_prefix(domain: &str) -> Vec<u8> {
 pub fn meta(name: &str) -> Vec<u8> {
     join(META, &[name.as_bytes()])
 }
+
+/// Describes a key for a log line without its content, since address keys are whole email
+/// addresses: the prefix and the length.
+pub fn describe(key: &[u8]) -> String {
+    let prefix = String::from_utf8_lossy(&key[..key.len().min(2)]);
+    format!("{prefix} ({} bytes)", key.len())
+}

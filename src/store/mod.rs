@@ -123,6 +123,7 @@ impl Store {
             tree: tree.clone(),
             sync_file,
             health: health.clone(),
+            poisoned: None,
         };
         std::thread::Builder::new()
             .name("store-writer".into())

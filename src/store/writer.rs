@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::{keys, StoreError};
 
 /// Most jobs committed by one flush.
 const MAX_GROUP: usize = 512;
@@ -73,7 +73,7 @@ impl Txn<'_> {
         match serde_json::from_slice(&bytes) {
             Ok(value) => Some(value),
             Err(err) => {
-                tracing::error!(error = %err, key = %String::from_utf8_lossy(key), "unreadable stored record");
+                tracing::error!(error = %err, key = %keys::describe(key), "unreadable stored record");
                 None
             }
         }
@@ -116,10 +116,12 @@ pub(super) struct Writer {
     /// The store's data file, synced after each flush when power-loss durability is on.
     pub sync_file: Option<File>,
     pub health: Arc<WriterHealth>,
+    /// Set after a failed flush: the reason every later commit fails.
+    pub poisoned: Option<String>,
 }
 
 impl Writer {
-    pub fn run(self, mut jobs: mpsc::Receiver<Job>) {
+    pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         while let Some(first) = jobs.blocking_recv() {
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
@@ -135,7 +137,7 @@ impl Writer {
         }
     }
 
-    fn commit(&self, group: Vec<Job>) {
+    fn commit(&mut self, group: Vec<Job>) {
         let started = Instant::now();
         let count = group.len() as u64;
         let mut txn = Txn {
@@ -148,9 +150,10 @@ impl Writer {
         let finishers: Vec<Finish> = group.into_iter().map(|job| job(&mut txn)).collect();
         let Txn { batch, failed, .. } = txn;
 
-        let result = match failed {
-            Some(err) => Err(err),
-            None => self.apply(batch),
+        let result = match (failed, &self.poisoned) {
+            (_, Some(reason)) => Err(StoreError::Io(reason.clone())),
+            (Some(err), None) => Err(err),
+            (None, None) => self.apply(batch),
         };
         match &result {
             Ok(()) => self.health.failing.store(false, Ordering::Relaxed),
@@ -170,9 +173,17 @@ impl Writer {
         }
     }
 
-    fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
+    fn apply(&mut self, batch: sled::Batch) -> Result<(), StoreError> {
         self.tree.apply_batch(batch)?;
-        self.db.flush()?;
+        // From here the batch is in sled's memory: a failed flush leaves reads (the duplicate
+        // check among them) seeing changes that were answered with an error. Every later commit
+        // fails too, so nothing is acknowledged on top of them, until a restart reopens the store.
+        if let Err(err) = self.db.flush() {
+            self.poisoned = Some(format!(
+                "a store flush failed ({err}); restart bouncewatch once the cause is fixed"
+            ));
+            return Err(err.into());
+        }
         if let Some(file) = &self.sync_file {
             file.sync_data()
                 .map_err(|err| StoreError::Io(err.to_string()))?;

@@ -141,6 +141,22 @@ async fn full_disk_gives_503() {
         "a stored record changed while the disk was full"
     );
 
+    // With room again but no restart, writes still fail: the failed flush left changes in
+    // sled's memory that were answered 503, and acknowledging anything on top of them could
+    // make Okta's retry of those events look like a duplicate.
+    disk.remount("size=64m");
+    let retried = app
+        .deliver(&envelope(vec![event(
+            "after-full-1",
+            "2025-02-01T11:00:00.000Z",
+            "delivered",
+            "late@disk.example",
+            "250 OK",
+        )]))
+        .await;
+    assert_eq!(retried.status().as_u16(), 503);
+    disk.remount("size=8m");
+
     // A start on the still full disk must not call the intact store corrupt.
     app.kill();
     check_failed_start(&app, "No space left on device", false).await;
