@@ -61,6 +61,13 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
+    crate::store::outbox::set_always_notify_domains(
+        config
+            .domains
+            .iter()
+            .filter(|(_, settings)| settings.always_notify)
+            .filter_map(|(name, _)| crate::address::normalise_domain(name).ok()),
+    );
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let state = AppState::new(config.clone(), store.clone(), metrics.clone());

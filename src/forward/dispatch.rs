@@ -15,6 +15,7 @@ use url::Url;
 use crate::forward::backoff;
 use crate::forward::breaker::{BreakerState, Breakers};
 use crate::forward::send::{deliver_once, AttemptOutcome, AttemptResult};
+use crate::forward::NotificationKind;
 use crate::http::AppState;
 use crate::store::outbox::{outbox_wake, AttemptRecord, OutboxEntry, Outcome};
 
@@ -345,6 +346,38 @@ impl Dispatcher {
             &[("reason", reason)],
             1,
         );
+        self.alert_dead_letters(reason);
+    }
+
+    /// Queues an `alert.dead_letters` notification, at most one an hour, so operators hear
+    /// that notifications are being given up on.
+    fn alert_dead_letters(&self, reason: &str) {
+        let store = self.state.store.clone();
+        let hour = Utc::now().timestamp().div_euclid(3600);
+        let reason = reason.to_string();
+        tokio::spawn(async move {
+            let marker = crate::store::keys::meta(&format!("dead_letter_alert/{hour}"));
+            let queued = store
+                .write(move |txn| {
+                    if txn.contains(&marker) {
+                        return;
+                    }
+                    txn.put(marker, Vec::new());
+                    let data = serde_json::json!({"reason": reason, "detail": "notifications were moved to the dead letters; see GET /api/v1/deliveries?state=dead"});
+                    crate::store::outbox::enqueue(
+                        txn,
+                        NotificationKind::AlertDeadLetters,
+                        &format!("dead-letters-{hour}"),
+                        None,
+                        Utc::now(),
+                        data,
+                    );
+                })
+                .await;
+            if let Err(err) = queued {
+                tracing::error!(error = %err, "alert.dead_letters could not be queued");
+            }
+        });
     }
 
     fn update_open_circuits(&self) {

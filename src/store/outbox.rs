@@ -257,7 +257,7 @@ fn enqueue_for(
             continue;
         }
         let digest_window = match (subscription.digest, domain) {
-            (Some(settings), Some(_)) if kind.is_address_level() => {
+            (Some(settings), Some(domain)) if kind.is_address_level() && !always_notify(domain) => {
                 Some(window_start(now, settings.window_secs))
             }
             _ => None,
@@ -741,6 +741,22 @@ fn disable_subscription(txn: &mut Txn<'_>, id: &str, reason: &str) {
             }
         }
     }
+}
+
+/// Domains whose per-domain settings say `always_notify`: their address-level notifications are
+/// sent one by one even to subscriptions that ask for digests. Set once at start-up.
+static ALWAYS_NOTIFY: std::sync::OnceLock<std::collections::HashSet<String>> =
+    std::sync::OnceLock::new();
+
+/// Records the normalised domains set to `always_notify`; later calls change nothing.
+pub fn set_always_notify_domains(domains: impl IntoIterator<Item = String>) {
+    let _ = ALWAYS_NOTIFY.set(domains.into_iter().collect());
+}
+
+fn always_notify(domain: &str) -> bool {
+    ALWAYS_NOTIFY
+        .get()
+        .is_some_and(|domains| domains.contains(domain))
 }
 
 #[cfg(test)]
