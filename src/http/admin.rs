@@ -6,7 +6,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/domains/{domain}", get(get_domain))
         .route("/actions", get(list_actions))
         .route("/quarantine", get(list_quarantine))
+        .route("/quarantine/{id}/raw", get(quarantine_raw))
         .route("/backfill", post(super::backfill::run))
         .route("/bounce-list", get(super::bounce_list::list))
         .merge(super::rules::routes())
@@ -259,4 +260,14 @@ async fn list_quarantine(
         .store
         .quarantine(paging.cursor.as_deref(), paging.limit()?)?;
     Ok(Json(json!({"items": page.items, "next": page.next})))
+}
+
+/// The raw bytes of a quarantined delivery or event, as received.
+async fn quarantine_raw(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let raw = state.store.quarantine_raw(&id)?;
+    let raw = raw.ok_or_else(|| ApiError::NotFound(format!("no quarantine entry has id {id}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], raw).into_response())
 }

@@ -238,3 +238,24 @@ impl Store {
         self.tree.scan_prefix(prefix).keys().count()
     }
 }
+
+impl Store {
+    /// The raw bytes kept with a quarantine entry (`q_<n>`), or `None` when there is no such
+    /// entry.
+    pub fn quarantine_raw(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(number) = id.strip_prefix("q_").and_then(|n| n.parse::<u64>().ok()) else {
+            return Ok(None);
+        };
+        let entry_key = keys::join(keys::QUARANTINE, &[&keys::reversed_id(number)]);
+        if self.tree.get(entry_key)?.is_none() {
+            return Ok(None);
+        }
+        let mut raw = Vec::new();
+        let prefix = keys::join(keys::QUARANTINE_RAW, &[&keys::id_bytes(number)]);
+        for chunk in self.tree.scan_prefix(prefix) {
+            let (_, value) = chunk?;
+            raw.extend_from_slice(&value);
+        }
+        Ok(Some(raw))
+    }
+}

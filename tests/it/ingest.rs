@@ -258,6 +258,17 @@ async fn invalid_json_is_400_and_quarantined() {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["reason"], json!("malformed_envelope"));
     assert_eq!(items[0]["size"], json!(raw.len()));
+
+    let id = items[0]["id"].as_str().unwrap();
+    let kept = app
+        .http
+        .get(format!("{}/api/v1/quarantine/{id}/raw", app.base))
+        .bearer_auth(crate::support::app::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status().as_u16(), 200);
+    assert_eq!(kept.bytes().await.unwrap().to_vec(), raw);
 }
 
 #[tokio::test]
