@@ -155,7 +155,7 @@ pub async fn run(config: Config, since: &str, until: Option<&str>) -> anyhow::Re
     // Checked before the probe, so a missing org URL is reported the same way either path.
     let client = client_from_config(&config)?;
 
-    if let Some(base) = running_service(config.listen).await {
+    if let Some(base) = running_service(&config).await {
         return run_through_service(config, &base, since, until).await;
     }
 
@@ -204,7 +204,7 @@ async fn run_through_service(
     // NOTE: no timeout, because a long range can take many minutes inside the service. The
     // service reports no per-page progress through this request.
     let started = Instant::now();
-    let http = reqwest::Client::builder().no_proxy().build()?;
+    let http = super::remote::local_client(&config, None)?;
     let response = http
         .post(format!("{base}/api/v1/backfill"))
         .bearer_auth(token.expose())

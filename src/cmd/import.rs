@@ -16,7 +16,7 @@ use crate::store::Store;
 const STORE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(config: &Config, file: &Path) -> anyhow::Result<()> {
-    if let Some(base) = running_service(config.listen).await {
+    if let Some(base) = running_service(config).await {
         anyhow::bail!(
             "a service responds at {base}; stop it before importing. An import goes only into a \
              new data directory: import there, then start the service on it"

@@ -3,7 +3,7 @@
 //! process per store, so a command that needs the store goes through the service when one runs
 //! and opens the store itself otherwise.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,10 +16,11 @@ use crate::store::Store;
 /// How long the probe for a running service waits for `/healthz`.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Returns the base URL of a service that responds to `/healthz` at `listen`, if any. An
-/// unspecified listen address (0.0.0.0 or ::) is probed on loopback.
-pub async fn running_service(listen: SocketAddr) -> Option<String> {
-    let mut address = listen;
+/// Returns the base URL of a service that responds to `/healthz` at the configured listen
+/// address, if any: https when the configuration has a certificate. An unspecified listen
+/// address (0.0.0.0 or ::) is probed on loopback.
+pub async fn running_service(config: &Config) -> Option<String> {
+    let mut address = config.listen;
     if address.ip().is_unspecified() {
         let loopback = match address.ip() {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -27,14 +28,32 @@ pub async fn running_service(listen: SocketAddr) -> Option<String> {
         };
         address.set_ip(loopback);
     }
-    let base = format!("http://{address}");
-    let http = reqwest::Client::builder()
-        .timeout(PROBE_TIMEOUT)
-        .no_proxy()
-        .build()
-        .ok()?;
+    let scheme = if config.tls_cert_file.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base = format!("{scheme}://{address}");
+    let http = local_client(config, Some(PROBE_TIMEOUT)).ok()?;
     let response = http.get(format!("{base}/healthz")).send().await.ok()?;
     response.status().is_success().then_some(base)
+}
+
+/// An HTTP client for this configuration's own service. With TLS on, the service's
+/// certificate names its public host, not the listen address dialled here, so certificate
+/// checks are off: the client only ever connects to the configured listen address.
+pub fn local_client(
+    config: &Config,
+    timeout: Option<Duration>,
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().no_proxy();
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    if config.tls_cert_file.is_some() {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder.build()
 }
 
 /// Returns the service's admin token: the configured one, or the file the service generated in
@@ -79,11 +98,11 @@ pub struct Service {
 impl Service {
     /// Returns the service that responds at the configured listen address, or `None`.
     pub async fn find(config: &Config) -> anyhow::Result<Option<Service>> {
-        let Some(base) = running_service(config.listen).await else {
+        let Some(base) = running_service(config).await else {
             return Ok(None);
         };
         let token = admin_token(config)?;
-        let http = reqwest::Client::builder().no_proxy().build()?;
+        let http = local_client(config, None)?;
         Ok(Some(Service { base, token, http }))
     }
 

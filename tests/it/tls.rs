@@ -339,3 +339,31 @@ fn check_config_names_tls_settings() {
     ]);
     assert!(success, "a valid pair failed check-config: {stderr}");
 }
+
+#[tokio::test]
+async fn commands_find_https_service() {
+    let pair = new_pair();
+    let server = TlsServer::start(&pair, "0").await;
+    let output = Command::new(binary())
+        .args(["status", "--format", "json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BOUNCEWATCH_LISTEN", server.address.to_string())
+        .env("BOUNCEWATCH_DATA_DIR", server.dir.path().join("data"))
+        .env("BOUNCEWATCH_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("BOUNCEWATCH_TLS_CERT_FILE", server.cert_path())
+        .env("BOUNCEWATCH_TLS_KEY_FILE", server.key_path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        status["service"]["running"],
+        serde_json::json!(true),
+        "{status}"
+    );
+}
