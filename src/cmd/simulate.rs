@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::classify::{self, Scope, Verdict};
 use crate::config::Config;
@@ -72,52 +72,51 @@ pub fn run(config: &Config, file: &Path, format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_events(bytes: &[u8]) -> anyhow::Result<(Vec<LogEvent>, usize)> {
+/// Calls `each` with every event of an export, a JSON array or one event per line, and returns
+/// how many entries were not readable events. An array's elements are parsed one at a time
+/// from the input, so the export is never held in memory twice.
+fn for_each_event(bytes: &[u8], mut each: impl FnMut(LogEvent)) -> anyhow::Result<usize> {
+    let mut skipped = 0;
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        if let Ok(events) = serde_json::from_slice::<Vec<LogEvent>>(bytes) {
-            return Ok((events, 0));
-        }
-        let values: Vec<Value> =
+        let elements: Vec<&RawValue> =
             serde_json::from_slice(bytes).context("the export is not a JSON array")?;
-        let total = values.len();
-        let events: Vec<LogEvent> = values
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect();
-        let skipped = total - events.len();
-        return Ok((events, skipped));
+        for element in elements {
+            match serde_json::from_str::<LogEvent>(element.get()) {
+                Ok(event) => each(event),
+                Err(_) => skipped += 1,
+            }
+        }
+        return Ok(skipped);
     }
-    let mut events = Vec::new();
-    let mut skipped = 0;
     for line in bytes.split(|&b| b == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         match serde_json::from_slice::<LogEvent>(line) {
-            Ok(event) => events.push(event),
+            Ok(event) => each(event),
             Err(_) => skipped += 1,
         }
     }
-    Ok((events, skipped))
+    Ok(skipped)
 }
 
 fn simulate(config: &Config, bytes: &[u8]) -> anyhow::Result<Report> {
-    let (events, mut skipped) = parse_events(bytes)?;
-    let mut seen = HashSet::with_capacity(events.len());
+    let mut seen = HashSet::new();
     let mut duplicates = 0;
+    let mut untracked = 0;
     let mut unknown: HashMap<String, usize> = HashMap::new();
-    let mut rows = Vec::with_capacity(events.len());
-    for event in events {
+    let mut rows = Vec::new();
+    let unreadable = for_each_event(bytes, |event| {
         let tracked = event.event_type == EMAIL_DELIVERY
             || event.event_type == crate::ingest::BOUNCE_BLOCKED_EMAIL;
         let Some(address) = find_recipient(&event).filter(|_| tracked) else {
-            skipped += 1;
-            continue;
+            untracked += 1;
+            return;
         };
         if !seen.insert(event.uuid.clone()) {
             duplicates += 1;
-            continue;
+            return;
         }
         let status = if event.event_type == crate::ingest::BOUNCE_BLOCKED_EMAIL {
             DeliveryStatus::Dropped
@@ -138,7 +137,8 @@ fn simulate(config: &Config, bytes: &[u8]) -> anyhow::Result<Report> {
             status,
             verdict,
         });
-    }
+    })?;
+    let skipped = unreadable + untracked;
     rows.sort_unstable_by(|a, b| (a.published, &a.uuid).cmp(&(b.published, &b.uuid)));
 
     let mut by_address: HashMap<&str, Vec<usize>> = HashMap::new();
