@@ -25,6 +25,7 @@ impl Secret {
         Secret(value.into())
     }
 
+    /// Returns the secret itself, for a request header, a signature or a comparison.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -33,6 +34,18 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Secret {
+        Secret::new(value)
     }
 }
 

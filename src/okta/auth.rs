@@ -1,7 +1,6 @@
 //! Credentials for the Okta Management API: an SSWS API token, or an OAuth 2.0 service app
 //! that signs a `private_key_jwt` client assertion (RFC 7523) and receives a bearer token.
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -11,38 +10,7 @@ use url::Url;
 
 use super::error::OktaError;
 
-/// A secret string whose `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// Returns the secret itself, for building a request header or signing.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Secret {
-        Secret::new(value)
-    }
-}
+pub use crate::config::Secret;
 
 impl From<String> for Secret {
     fn from(value: String) -> Secret {
