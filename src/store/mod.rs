@@ -81,33 +81,18 @@ impl Store {
         // sled opens a data file it cannot read as an empty store, so remember whether one was
         // there: an existing file without the schema marker is damage, not a first start.
         let had_data = std::fs::metadata(path.join("db")).is_ok_and(|meta| meta.len() > 0);
-        let started = Instant::now();
-        let db = loop {
-            match open_sled(&path)? {
-                Ok(db) => break db,
-                Err(sled::Error::Io(err))
-                    if is_lock_error(&err) && started.elapsed() < lock_wait =>
-                {
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                Err(sled::Error::Io(err)) if is_lock_error(&err) => {
-                    return Err(StoreError::Refused(format!(
-                        "the store at {} is locked by another process (sled admits one process at a \
-                         time); stop the other bouncewatch, or use the admin API of the running one",
-                        path.display()
-                    )));
-                }
-                Err(sled::Error::Io(err)) => return Err(unwritable(&path, &err)),
-                Err(err) => return Err(corrupt(&path, &err.to_string())),
+        let (db, tree) = match open_checked(&path, had_data, lock_wait) {
+            Err(StoreError::Corrupt(cause)) if had_data && set_snapshots_aside(&path)? => {
+                // sled can write an empty snapshot when the disk fills up, and then trusts it
+                // over its log at the next open; without the snapshot it rebuilds from the log.
+                tracing::warn!(
+                    cause = %cause,
+                    "store looked damaged; its snapshot files were set aside and the store reopened from its log"
+                );
+                open_checked(&path, had_data, lock_wait)?
             }
+            other => other?,
         };
-        let tree = without_panic(&path, || {
-            check_schema(&db, had_data).map_err(|err| match err {
-                StoreError::Corrupt(cause) => corrupt(&path, &cause),
-                other => other,
-            })?;
-            Ok(db.open_tree(keys::TREE)?)
-        })?;
         let sync_file = match durability {
             Durability::Crash => None,
             Durability::Power => Some(
@@ -123,7 +108,6 @@ impl Store {
             tree: tree.clone(),
             sync_file,
             health: health.clone(),
-            poisoned: None,
         };
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -181,6 +165,69 @@ impl Store {
 /// Opens sled at `path`. sled 0.34 panics on some damaged files instead of returning
 /// `Error::Corruption` (for example "tried to serialize Uninitialized" after random bytes were
 /// written into `db`), so a panic counts as corruption here rather than ending the process.
+/// Opens sled, waiting up to `lock_wait` for another process to release it, and checks the
+/// schema.
+fn open_checked(
+    path: &Path,
+    had_data: bool,
+    lock_wait: Duration,
+) -> Result<(sled::Db, sled::Tree), StoreError> {
+    let started = Instant::now();
+    let db = loop {
+        match open_sled(path)? {
+            Ok(db) => break db,
+            Err(sled::Error::Io(err)) if is_lock_error(&err) && started.elapsed() < lock_wait => {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(sled::Error::Io(err)) if is_lock_error(&err) => {
+                return Err(StoreError::Refused(format!(
+                    "the store at {} is locked by another process (sled admits one process at a \
+                     time); stop the other bouncewatch, or use the admin API of the running one",
+                    path.display()
+                )));
+            }
+            Err(sled::Error::Io(err)) => return Err(unwritable(path, &err)),
+            Err(err) => return Err(corrupt(path, &err.to_string())),
+        }
+    };
+    let tree = without_panic(path, || {
+        check_schema(&db, had_data).map_err(|err| match err {
+            StoreError::Corrupt(cause) => corrupt(path, &cause),
+            other => other,
+        })?;
+        Ok(db.open_tree(keys::TREE)?)
+    })?;
+    Ok((db, tree))
+}
+
+/// Moves sled's snapshot files (`snap.*`) into a folder beside them, keeping them for
+/// inspection. Returns false when there were none.
+fn set_snapshots_aside(path: &Path) -> Result<bool, StoreError> {
+    let io = |err: std::io::Error| StoreError::Io(format!("{}: {err}", path.display()));
+    let snapshots: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io)?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|file| {
+            file.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("snap."))
+        })
+        .collect();
+    if snapshots.is_empty() {
+        return Ok(false);
+    }
+    let aside = path.join(format!(
+        "snapshots-set-aside-{}",
+        chrono::Utc::now().timestamp()
+    ));
+    std::fs::create_dir_all(&aside).map_err(io)?;
+    for snapshot in snapshots {
+        let name = snapshot.file_name().expect("a file name").to_owned();
+        std::fs::rename(&snapshot, aside.join(name)).map_err(io)?;
+    }
+    Ok(true)
+}
+
 fn open_sled(path: &Path) -> Result<sled::Result<sled::Db>, StoreError> {
     without_panic(path, || {
         Ok(sled::Config::new()

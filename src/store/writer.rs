@@ -1,13 +1,14 @@
 //! Group commit. One writer thread owns every change to the store: it takes the write jobs
-//! waiting at that moment, runs them against an overlay of the tree, applies their changes as
-//! one atomic sled batch, flushes once, and only then tells each caller it succeeded. A flush
-//! therefore serves every request that arrived while the previous one ran, and the jobs never
-//! race each other because they run one after another on one thread.
+//! waiting at that moment, runs them against an overlay of the tree and applies their changes
+//! as one atomic sled batch. A flusher thread then flushes once for every group applied since
+//! its last flush, and only then tells each caller it succeeded. The writer goes on with the
+//! next group while a flush runs, a flush serves every request that arrived meanwhile, and the
+//! jobs never race each other because they run one after another on one thread.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::de::DeserializeOwned;
@@ -116,12 +117,40 @@ pub(super) struct Writer {
     /// The store's data file, synced after each flush when power-loss durability is on.
     pub sync_file: Option<File>,
     pub health: Arc<WriterHealth>,
-    /// Set after a failed flush: the reason every later commit fails.
-    pub poisoned: Option<String>,
 }
 
+/// A group whose changes are in sled's memory and wait for a flush before their callers hear.
+struct Applied {
+    finishers: Vec<Finish>,
+    jobs: u64,
+    started: Instant,
+}
+
+/// Set after a failed flush: the reason every later commit fails. A failed flush leaves its
+/// batch in sled's memory, so reads (the duplicate check among them) would see changes that
+/// were answered with an error, and nothing may be acknowledged on top of them until a restart
+/// reopens the store.
+type Poisoned = Arc<Mutex<Option<String>>>;
+
 impl Writer {
-    pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+    /// Runs jobs until every sender is gone. The writer thread runs each group's jobs and
+    /// applies its batch, then hands the group to a flusher thread and goes on with the next
+    /// group while that flush runs; the flusher flushes once for every group waiting and only
+    /// then answers their callers.
+    pub fn run(self, mut jobs: mpsc::Receiver<Job>) {
+        let poisoned: Poisoned = Arc::default();
+        let (to_flusher, applied) = std::sync::mpsc::channel::<Applied>();
+        let flusher = Flusher {
+            db: self.db.clone(),
+            sync_file: self.sync_file,
+            health: self.health.clone(),
+            poisoned: poisoned.clone(),
+        };
+        let flusher = std::thread::Builder::new()
+            .name("store-flusher".into())
+            .spawn(move || flusher.run(applied))
+            .expect("start the store flusher thread");
+
         while let Some(first) = jobs.blocking_recv() {
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
@@ -130,65 +159,130 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(group);
+            execute(
+                &self.db,
+                &self.tree,
+                &self.health,
+                &poisoned,
+                &to_flusher,
+                group,
+            );
         }
+        drop(to_flusher);
+        let _ = flusher.join();
         if let Err(err) = self.db.flush() {
             tracing::error!(error = %err, "final store flush failed");
         }
     }
+}
 
-    fn commit(&mut self, group: Vec<Job>) {
-        let started = Instant::now();
-        let count = group.len() as u64;
-        let mut txn = Txn {
-            tree: &self.tree,
-            db: &self.db,
-            overlay: HashMap::new(),
-            batch: sled::Batch::default(),
-            failed: None,
-        };
-        let finishers: Vec<Finish> = group.into_iter().map(|job| job(&mut txn)).collect();
-        let Txn { batch, failed, .. } = txn;
+/// Runs one group's jobs and applies their batch, then passes the group to the flusher.
+fn execute(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    health: &WriterHealth,
+    poisoned: &Poisoned,
+    to_flusher: &std::sync::mpsc::Sender<Applied>,
+    group: Vec<Job>,
+) {
+    let started = Instant::now();
+    let count = group.len() as u64;
+    let mut txn = Txn {
+        tree,
+        db,
+        overlay: HashMap::new(),
+        batch: sled::Batch::default(),
+        failed: None,
+    };
+    let finishers: Vec<Finish> = group.into_iter().map(|job| job(&mut txn)).collect();
+    let Txn { batch, failed, .. } = txn;
 
-        let result = match (failed, &self.poisoned) {
-            (_, Some(reason)) => Err(StoreError::Io(reason.clone())),
-            (Some(err), None) => Err(err),
-            (None, None) => self.apply(batch),
-        };
-        match &result {
-            Ok(()) => self.health.failing.store(false, Ordering::Relaxed),
-            Err(err) => {
-                self.health.failing.store(true, Ordering::Relaxed);
-                tracing::error!(error = %err, jobs = count, "store commit failed");
+    let refused = poisoned.lock().expect("poison lock").clone();
+    let result = match (failed, refused) {
+        (_, Some(reason)) => Err(StoreError::Io(reason)),
+        (Some(err), None) => Err(err),
+        (None, None) => tree.apply_batch(batch).map_err(StoreError::from),
+    };
+    let failure = match result {
+        Ok(()) => {
+            let applied = Applied {
+                finishers,
+                jobs: count,
+                started,
+            };
+            match to_flusher.send(applied) {
+                Ok(()) => return,
+                Err(unsent) => (unsent.0.finishers, StoreError::Closed),
             }
         }
-        self.health.commits.fetch_add(1, Ordering::Relaxed);
-        self.health.jobs.fetch_add(count, Ordering::Relaxed);
-        let micros = started.elapsed().as_micros() as u64;
-        self.health
-            .last_commit_micros
-            .store(micros, Ordering::Relaxed);
-        for finish in finishers {
-            finish(result.clone());
+        Err(err) => (finishers, err),
+    };
+    let (finishers, err) = failure;
+    health.failing.store(true, Ordering::Relaxed);
+    tracing::error!(error = %err, jobs = count, "store commit failed");
+    for finish in finishers {
+        finish(Err(err.clone()));
+    }
+}
+
+struct Flusher {
+    db: sled::Db,
+    sync_file: Option<File>,
+    health: Arc<WriterHealth>,
+    poisoned: Poisoned,
+}
+
+impl Flusher {
+    fn run(self, applied: std::sync::mpsc::Receiver<Applied>) {
+        while let Ok(first) = applied.recv() {
+            let mut waiting = vec![first];
+            while let Ok(more) = applied.try_recv() {
+                waiting.push(more);
+            }
+            let result = self.flush();
+            let jobs: u64 = waiting.iter().map(|group| group.jobs).sum();
+            match &result {
+                Ok(()) => self.health.failing.store(false, Ordering::Relaxed),
+                Err(err) => {
+                    self.health.failing.store(true, Ordering::Relaxed);
+                    tracing::error!(error = %err, jobs, "store flush failed");
+                }
+            }
+            self.health.commits.fetch_add(1, Ordering::Relaxed);
+            self.health.jobs.fetch_add(jobs, Ordering::Relaxed);
+            let micros = waiting[0].started.elapsed().as_micros() as u64;
+            self.health
+                .last_commit_micros
+                .store(micros, Ordering::Relaxed);
+            for group in waiting {
+                for finish in group.finishers {
+                    finish(result.clone());
+                }
+            }
         }
     }
 
-    fn apply(&mut self, batch: sled::Batch) -> Result<(), StoreError> {
-        self.tree.apply_batch(batch)?;
-        // From here the batch is in sled's memory: a failed flush leaves reads (the duplicate
-        // check among them) seeing changes that were answered with an error. Every later commit
-        // fails too, so nothing is acknowledged on top of them, until a restart reopens the store.
-        if let Err(err) = self.db.flush() {
-            self.poisoned = Some(format!(
+    fn flush(&self) -> Result<(), StoreError> {
+        if let Some(reason) = self.poisoned.lock().expect("poison lock").clone() {
+            return Err(StoreError::Io(reason));
+        }
+        let synced = self
+            .db
+            .flush()
+            .map(|_| ())
+            .map_err(StoreError::from)
+            .and_then(|()| match &self.sync_file {
+                Some(file) => file
+                    .sync_data()
+                    .map_err(|err| StoreError::Io(err.to_string())),
+                None => Ok(()),
+            });
+        if let Err(err) = &synced {
+            *self.poisoned.lock().expect("poison lock") = Some(format!(
                 "a store flush failed ({err}); restart bouncewatch once the cause is fixed"
             ));
-            return Err(err.into());
         }
-        if let Some(file) = &self.sync_file {
-            file.sync_data()
-                .map_err(|err| StoreError::Io(err.to_string()))?;
-        }
-        Ok(())
+        synced
     }
 }
 
