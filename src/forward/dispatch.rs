@@ -19,6 +19,9 @@ use crate::forward::NotificationKind;
 use crate::http::AppState;
 use crate::store::outbox::{outbox_wake, AttemptRecord, OutboxEntry, Outcome};
 
+/// Dead letters kept before an `alert.dead_letters` notification goes out.
+const DEAD_LETTER_ALERT_AT: usize = 10;
+
 /// The maximum number of attempts in flight at once.
 pub const MAX_IN_FLIGHT: usize = 16;
 
@@ -349,10 +352,13 @@ impl Dispatcher {
         self.alert_dead_letters(reason);
     }
 
-    /// Queues an `alert.dead_letters` notification, at most one an hour, so operators hear
-    /// that notifications are being given up on.
+    /// Queues an `alert.dead_letters` notification when dead letters pile up (at least
+    /// [`DEAD_LETTER_ALERT_AT`] kept), at most one an hour.
     fn alert_dead_letters(&self, reason: &str) {
         let store = self.state.store.clone();
+        if store.count_prefix(crate::store::outbox::DEAD_LETTER) < DEAD_LETTER_ALERT_AT {
+            return;
+        }
         let hour = Utc::now().timestamp().div_euclid(3600);
         let reason = reason.to_string();
         tokio::spawn(async move {
@@ -363,7 +369,11 @@ impl Dispatcher {
                         return;
                     }
                     txn.put(marker, Vec::new());
-                    let data = serde_json::json!({"reason": reason, "detail": "notifications were moved to the dead letters; see GET /api/v1/deliveries?state=dead"});
+                    let data = serde_json::json!({
+                        "reason": reason,
+                        "threshold": DEAD_LETTER_ALERT_AT,
+                        "detail": "notifications are piling up in the dead letters; see GET /api/v1/deliveries?state=dead",
+                    });
                     crate::store::outbox::enqueue(
                         txn,
                         NotificationKind::AlertDeadLetters,
