@@ -1,6 +1,6 @@
 //! `/okta/events`: Okta's one-time verification (GET) and event deliveries (POST). The POST
 //! authenticates, reads the body as bytes under the size limit (the content type is not
-//! trusted), parses, stores durably and only then answers 200.
+//! trusted), parses, stores durably and only then responds 200.
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::ingest::parse_envelope;
 use crate::store::QuarantineItem;
 
 pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
-/// Longest challenge echoed back, so the route cannot be used to reflect large payloads.
+/// Maximum challenge length echoed back, so the route cannot be used to reflect large payloads.
 const MAX_CHALLENGE: usize = 1024;
 /// Maximum time a client may take to send a delivery's body. Okta gives up after 3 seconds, so
 /// a body still arriving after this is a stalled or hostile client holding a connection open.
@@ -51,11 +51,11 @@ async fn verify(headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError>
                 "the challenge must be printable ASCII of at most 1024 bytes",
             )
         })?;
-    tracing::info!("answered Okta's verification challenge");
+    tracing::info!("responded to Okta's verification challenge");
     Ok(Json(json!({ "verification": challenge })))
 }
 
-/// Authenticates, parses, stores, answers.
+/// Authenticates, parses, stores, then responds.
 async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     // Authenticate before reading the body, so an unauthenticated client cannot make the
     // service buffer up to the body limit.
@@ -102,7 +102,7 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     let report = match state.store.ingest(sorted.events, sorted.quarantine).await {
         Ok(report) => report,
         Err(err) => {
-            tracing::error!(error = %err, "hook delivery not stored; answering 503 so Okta retries");
+            tracing::error!(error = %err, "hook delivery not stored; responding 503 so Okta retries");
             return ApiError::Unavailable.into_response();
         }
     };
@@ -180,7 +180,7 @@ fn note_content_type(state: &AppState, headers: &HeaderMap) {
     }
 }
 
-/// Keeps an unreadable delivery in the quarantine, then answers 400 (Okta never retries it).
+/// Keeps an unreadable delivery in the quarantine, then responds 400 (Okta never retries it).
 async fn quarantine_envelope(
     state: &AppState,
     body: &Bytes,
@@ -194,7 +194,7 @@ async fn quarantine_envelope(
         raw: body.to_vec(),
     };
     if let Err(store_err) = state.store.ingest(Vec::new(), vec![item]).await {
-        tracing::error!(error = %store_err, "malformed delivery could not be quarantined; answering 503");
+        tracing::error!(error = %store_err, "malformed delivery could not be quarantined; responding 503");
         return ApiError::Unavailable.into_response();
     }
     state.metrics.inc(

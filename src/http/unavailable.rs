@@ -37,7 +37,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     tracing::error!(
         reason = %reason,
-        "store unavailable: answering 503 on every route until the store is repaired"
+        "store unavailable: responding 503 on every route until the store is repaired"
     );
     let repeat_reason = reason.clone();
     let reminder = tokio::spawn(async move {
