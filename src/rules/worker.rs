@@ -3,7 +3,6 @@
 //! they queue. Each domain's changes and the removal of its queue entries commit together, so a
 //! crash resumes with the work still queued.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -48,21 +47,14 @@ async fn step(state: &AppState) -> Result<bool, StoreError> {
     if work.is_empty() {
         return Ok(false);
     }
-    let mut by_domain: BTreeMap<String, (Vec<Vec<u8>>, Option<EventKey>)> = BTreeMap::new();
-    for (key, item) in work {
-        let entry = by_domain.entry(item.domain).or_default();
-        entry.0.push(key);
-        let from = EventKey {
+    let thresholds = Thresholds::from_config(&state.config);
+    for (item, queued) in work {
+        let domain = item.domain;
+        let earliest = EventKey {
             published: item.from,
             uuid: item.from_uuid.unwrap_or_default(),
         };
-        if entry.1.as_ref().is_none_or(|earliest| from < *earliest) {
-            entry.1 = Some(from);
-        }
-    }
-    let thresholds = Thresholds::from_config(&state.config);
-    for (domain, (queue_keys, earliest)) in by_domain {
-        let (mut detector, events) = load_pass(state, &domain, earliest.as_ref())?;
+        let (mut detector, events) = load_pass(state, &domain, Some(&earliest))?;
         for event in &events {
             detector.feed(event, &thresholds);
         }
@@ -72,8 +64,10 @@ async fn step(state: &AppState) -> Result<bool, StoreError> {
         let summary = state
             .store
             .write(move |txn| {
-                for key in &queue_keys {
-                    txn.remove(key);
+                // Work queued while this pass ran replaced the entry; it stays for the next pass.
+                let key = records::rules_work_key(&domain_name);
+                if txn.get(&key).as_deref() == Some(queued.as_slice()) {
+                    txn.remove(&key);
                 }
                 if domain_name.is_empty() {
                     return Summary::default();

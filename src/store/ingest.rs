@@ -129,15 +129,7 @@ impl Store {
                 }
             }
             for (domain, from) in touched {
-                let id = txn.next_id();
-                txn.put_json(
-                    keys::join(keys::RULES_QUEUE, &[&keys::id_bytes(id)]),
-                    &RulesWork {
-                        domain,
-                        from: from.published,
-                        from_uuid: Some(from.uuid),
-                    },
-                );
+                super::rules::queue_rules_work(txn, &domain, &from);
             }
             report
         })

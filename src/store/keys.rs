@@ -10,7 +10,7 @@
 //! | `i/` | domain, 0, address key | empty: addresses by domain |
 //! | `d/` | domain | `DomainState` |
 //! | `x/` | domain, 0, published ms + uuid | `DomainEvent` for the rules |
-//! | `r/` | id (8 bytes BE) | rules work: a domain to evaluate |
+//! | `r/` | domain | rules work: evaluate the domain from this event on |
 //! | `c/` | id | a queued clear |
 //! | `l/` | reversed id | an audit log action, newest first |
 //! | `q/` | reversed id | a quarantine entry; its raw bytes under `Q/` id + chunk |

@@ -203,15 +203,41 @@ pub fn put_domain(txn: &mut Txn<'_>, state: &DomainState) {
     txn.put_json(keys::domain(&state.domain), state);
 }
 
-/// Adds rules work for a domain (after an admin's recovery, say).
+/// Adds rules work for a domain (after an admin's recovery, say), from `from` on.
 pub fn push_rules_work(txn: &mut Txn<'_>, domain: &str, from: DateTime<Utc>) {
-    let id = txn.next_id();
+    queue_rules_work(
+        txn,
+        domain,
+        &crate::state::EventKey {
+            published: from,
+            uuid: String::new(),
+        },
+    );
+}
+
+/// Key of a domain's entry in the rules queue. There is one entry per domain, so the queue
+/// stays as long as the number of domains with new events, however many events arrive.
+pub fn rules_work_key(domain: &str) -> Vec<u8> {
+    keys::join(keys::RULES_QUEUE, &[domain.as_bytes()])
+}
+
+/// Queues a domain for the rules from the event at `from` on, keeping the earlier position
+/// when the domain is already queued.
+pub fn queue_rules_work(txn: &mut Txn<'_>, domain: &str, from: &crate::state::EventKey) {
+    let key = rules_work_key(domain);
+    let earlier = txn.get_json::<RulesWork>(&key).is_some_and(|queued| {
+        let queued = (queued.from, queued.from_uuid.unwrap_or_default());
+        queued <= (from.published, from.uuid.clone())
+    });
+    if earlier {
+        return;
+    }
     txn.put_json(
-        keys::join(keys::RULES_QUEUE, &[&keys::id_bytes(id)]),
+        key,
         &RulesWork {
             domain: domain.to_string(),
-            from,
-            from_uuid: None,
+            from: from.published,
+            from_uuid: Some(from.uuid.clone()),
         },
     );
 }
@@ -224,23 +250,18 @@ pub fn put_domain_event(txn: &mut Txn<'_>, domain: &str, event: &crate::state::D
 }
 
 impl Store {
-    /// Pending rules work, oldest first, with the keys to delete once done.
-    pub fn rules_work(&self, limit: usize) -> Result<Vec<(Vec<u8>, RulesWork)>, StoreError> {
+    /// Queued rules work, one entry per domain, each with its stored bytes so the worker can
+    /// remove the entry only if no newer work replaced it meanwhile.
+    pub fn rules_work(&self, limit: usize) -> Result<Vec<(RulesWork, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         for entry in self.tree.scan_prefix(keys::RULES_QUEUE).take(limit) {
             let (key, value) = entry?;
-            if let Ok(work) = serde_json::from_slice(&value) {
-                out.push((key.to_vec(), work));
-            } else {
-                out.push((
-                    key.to_vec(),
-                    RulesWork {
-                        domain: String::new(),
-                        from: Utc::now(),
-                        from_uuid: None,
-                    },
-                ));
-            }
+            let work = serde_json::from_slice(&value).unwrap_or_else(|_| RulesWork {
+                domain: String::from_utf8_lossy(&key[keys::RULES_QUEUE.len()..]).to_string(),
+                from: DateTime::<Utc>::UNIX_EPOCH,
+                from_uuid: None,
+            });
+            out.push((work, value.to_vec()));
         }
         Ok(out)
     }
