@@ -1,5 +1,6 @@
 //! One signed delivery attempt to one subscriber.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -112,6 +113,46 @@ pub fn build_client(
     builder.build()
 }
 
+/// How long a built client, with its pooled connections, is reused for one destination.
+const CLIENT_REUSE: Duration = Duration::from_secs(300);
+/// Most clients kept; past this the cache starts afresh.
+const MAX_CACHED_CLIENTS: usize = 256;
+
+type ClientKey = (String, u128);
+
+/// Clients by destination (its pinned addresses included) and timeout, so attempts to the same
+/// destination reuse connections instead of building a client and connecting each time. The
+/// destination is still resolved and checked on every attempt, and different addresses give a
+/// different key, so a DNS change never reuses a client pinned to the old addresses.
+static CLIENTS: std::sync::LazyLock<
+    std::sync::Mutex<HashMap<ClientKey, (reqwest::Client, Instant)>>,
+> = std::sync::LazyLock::new(Default::default);
+
+fn cached_client(destination: &Destination, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    let shape = match destination {
+        Destination::Literal => "literal".to_string(),
+        Destination::Unchecked => "unchecked".to_string(),
+        Destination::Resolved { host, addrs } => {
+            let mut addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            addrs.sort();
+            format!("{host}={}", addrs.join(","))
+        }
+    };
+    let key = (shape, timeout.as_millis());
+    let mut clients = CLIENTS.lock().expect("client cache lock");
+    if let Some((client, built)) = clients.get(&key) {
+        if built.elapsed() < CLIENT_REUSE {
+            return Ok(client.clone());
+        }
+    }
+    if clients.len() >= MAX_CACHED_CLIENTS {
+        clients.clear();
+    }
+    let client = build_client(destination, timeout)?;
+    clients.insert(key, (client.clone(), Instant::now()));
+    Ok(client)
+}
+
 /// A resolver that fails every lookup, so that a name missing from the pinned overrides can
 /// never fall back to a fresh DNS query.
 struct NoLookup;
@@ -141,7 +182,7 @@ async fn attempt(
         }
         Err(err) => return retry_after_error(err.to_string()),
     };
-    let client = match build_client(&destination, timeout) {
+    let client = match cached_client(&destination, timeout) {
         Ok(client) => client,
         Err(err) => return retry_after_error(format!("building the HTTP client failed: {err}")),
     };

@@ -115,6 +115,11 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         ignored,
     );
     state.rules_wake.notify_one();
+    if report.stored > 0 {
+        // The outbox entries of these events are committed now; the wake sent while they were
+        // being written may have found them not yet applied.
+        crate::store::outbox::outbox_wake().notify_one();
+    }
     tracing::debug!(
         delivery = envelope.event_id.as_deref().unwrap_or("-"),
         stored = report.stored,

@@ -296,7 +296,9 @@ async fn register_update_and_unregister() {
         create.json()["channel"]["config"]["authScheme"]["value"],
         json!(HOOK_SECRET)
     );
-    assert!(app.log().contains("responded to Okta's verification challenge"));
+    assert!(app
+        .log()
+        .contains("responded to Okta's verification challenge"));
 
     // The secret Okta now sends in the configured header is accepted by the hook.
     let delivery = envelope(vec![event(
