@@ -47,10 +47,16 @@ async fn receive(State(received): State<Arc<Received>>, body: Bytes) -> StatusCo
     let now = Instant::now();
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let kind = parsed.as_ref().and_then(|v| v["type"].as_str());
-    let uuid = parsed.as_ref().and_then(|v| v["data"]["event_uuid"].as_str());
+    let uuid = parsed
+        .as_ref()
+        .and_then(|v| v["data"]["event_uuid"].as_str());
     match (kind, uuid) {
         (Some("email.delivery"), Some(uuid)) => {
-            received.arrivals.lock().unwrap().insert(uuid.to_string(), now);
+            received
+                .arrivals
+                .lock()
+                .unwrap()
+                .insert(uuid.to_string(), now);
             received.deliveries.fetch_add(1, Ordering::Relaxed);
             received
                 .body_bytes
@@ -131,14 +137,20 @@ async fn start_service(binary: &str, client: &reqwest::Client) -> Service {
         .stdout(Stdio::null())
         .spawn()
         .expect("starting the bouncewatch binary failed");
-    let base = format!("http://127.0.0.1:{port}");
+    // Wrapped at once, so the process is killed and reaped on every path, a panic included.
+    let service = Service {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        _data: data,
+    };
     for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            return Service {
-                child,
-                base,
-                _data: data,
-            };
+        if client
+            .get(format!("{}/healthz", service.base))
+            .send()
+            .await
+            .is_ok()
+        {
+            return service;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -26,7 +26,7 @@ const DEAD_LETTER_ALERT_AT: usize = 10;
 pub const MAX_IN_FLIGHT: usize = 16;
 
 /// The maximum number of attempts in flight to one origin (scheme, host and port).
-pub const MAX_IN_FLIGHT_PER_ORIGIN: usize = 4;
+pub const MAX_IN_FLIGHT_PER_ORIGIN: usize = 8;
 
 /// The time limit of one attempt: resolution, connection, response and the excerpt read.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +35,12 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The maximum number of due entries read per pass. Entries past it wait for the next pass.
-pub const MAX_SCANNED: usize = 2000;
+/// A pass runs after every finished attempt and parses every entry it reads, so this bounds
+/// the cost of each notification sent.
+// NOTE: entries of one origin that is at its in-flight limit still take room in this window, so
+// more than this many due entries for a slow origin can delay other origins until its circuit
+// breaker opens and moves them later.
+pub const MAX_SCANNED: usize = 256;
 
 /// Consecutive failed attempts to one origin that open its circuit breaker.
 pub const BREAKER_THRESHOLD: u32 = 5;
