@@ -1,7 +1,7 @@
 //! Group commit. One writer thread owns every change to the store: it takes the write jobs
 //! waiting at that moment, runs them against an overlay of the tree and applies their changes
 //! as one atomic sled batch. A flusher thread then flushes once for every group applied since
-//! its last flush, and only then tells each caller it succeeded. The writer goes on with the
+//! its last flush, and only then reports success to each caller. The writer goes on with the
 //! next group while a flush runs, a flush serves every request that arrived meanwhile, and the
 //! jobs never race each other because they run one after another on one thread.
 
@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{keys, StoreError};
 
-/// Most jobs committed by one flush.
+/// Maximum number of jobs in one group.
 const MAX_GROUP: usize = 512;
 
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -119,7 +119,7 @@ pub(super) struct Writer {
     pub health: Arc<WriterHealth>,
 }
 
-/// A group whose changes are in sled's memory and wait for a flush before their callers hear.
+/// A group whose changes are in sled's memory, waiting for a flush before its callers get their results.
 struct Applied {
     finishers: Vec<Finish>,
     jobs: u64,
@@ -128,15 +128,15 @@ struct Applied {
 
 /// Set after a failed flush: the reason every later commit fails. A failed flush leaves its
 /// batch in sled's memory, so reads (the duplicate check among them) would see changes that
-/// were answered with an error, and nothing may be acknowledged on top of them until a restart
+/// were reported as failed, and nothing may be acknowledged on top of them until a restart
 /// reopens the store.
 type Poisoned = Arc<Mutex<Option<String>>>;
 
 impl Writer {
     /// Runs jobs until every sender is gone. The writer thread runs each group's jobs and
     /// applies its batch, then hands the group to a flusher thread and goes on with the next
-    /// group while that flush runs; the flusher flushes once for every group waiting and only
-    /// then answers their callers.
+    /// group while that flush runs. The flusher flushes once for every group waiting, and only
+    /// then returns their results.
     pub fn run(self, mut jobs: mpsc::Receiver<Job>) {
         let poisoned: Poisoned = Arc::default();
         let (to_flusher, applied) = std::sync::mpsc::channel::<Applied>();
