@@ -62,7 +62,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// What "durably stored" means before the hook answers 200.
+/// What "durably stored" means before the hook responds 200.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {

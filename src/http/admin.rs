@@ -1,5 +1,5 @@
 //! The admin API under `/api/v1`: bearer-token authentication, then one handler per resource.
-//! Lists answer `{"items": [...], "next": cursor}` and take `limit` (default 100, at most 1000)
+//! Lists return `{"items": [...], "next": cursor}` and take `limit` (default 100, at most 1000)
 //! and `cursor`.
 
 use axum::extract::rejection::PathRejection;

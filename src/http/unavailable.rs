@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 /// Interval at which the reason is logged again while the service runs without a store.
 const REPEAT_LOG: Duration = Duration::from_secs(60);
 
-/// Answers `/healthz` 200, `/readyz` 503 with `reason`, and every other request 503 in the API's
+/// Serves `/healthz` with 200, `/readyz` 503 with `reason`, and every other request 503 in the API's
 /// error shape.
 pub fn router(reason: String) -> Router {
     let reason = Arc::new(reason);

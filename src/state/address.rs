@@ -11,7 +11,7 @@ use crate::okta::DeliveryStatus;
 
 /// Events kept in an address's history, newest last.
 pub const HISTORY_LEN: usize = 20;
-/// Longest provider message kept in state and history, in characters.
+/// Maximum length of a provider message kept in state and history, in characters.
 pub const MESSAGE_LEN: usize = 500;
 
 /// The address status vocabulary of the admin API.

@@ -1,4 +1,4 @@
-//! The store: one sled database, the only code that knows its trees, keys and flushing.
+//! The store: one sled database, the only code that deals with its trees, keys and flushing.
 //!
 //! Every change goes through [`Store::write`], which runs on the writer thread and returns
 //! once the change is flushed (see `writer`). Reads go straight to sled and see only committed
@@ -83,8 +83,8 @@ impl Store {
         let had_data = std::fs::metadata(path.join("db")).is_ok_and(|meta| meta.len() > 0);
         let (db, tree) = match open_checked(&path, had_data, lock_wait) {
             Err(StoreError::Corrupt(cause)) if had_data && set_snapshots_aside(&path)? => {
-                // sled can write an empty snapshot when the disk fills up, and then trusts it
-                // over its log at the next open; without the snapshot it rebuilds from the log.
+                // sled can write an empty snapshot when the disk fills up, and it then trusts that
+                // snapshot over its log at the next open. Without the snapshot it rebuilds from the log.
                 tracing::warn!(
                     cause = %cause,
                     "store looked damaged; its snapshot files were set aside and the store reopened from its log"
@@ -137,7 +137,7 @@ impl Store {
         result.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Whether the last commit succeeded and the database answers.
+    /// Returns whether the last commit succeeded and the writer is running.
     pub fn is_writable(&self) -> bool {
         !self.health.failing.load(Ordering::Relaxed) && !self.jobs.is_closed()
     }

@@ -132,7 +132,7 @@ async fn full_disk_gives_503() {
         "the log does not name the cause:\n{log}"
     );
 
-    // Once sled has failed a write it may refuse reads too, which the admin API answers with
+    // Once sled has failed a write it may refuse reads too, which the admin API reports as
     // 503; what it does answer must be the record as stored.
     let (status, after) = app
         .admin_get("/api/v1/addresses/marker%40disk.example")
@@ -149,7 +149,7 @@ async fn full_disk_gives_503() {
     }
 
     // With room again but no restart, writes still fail: the failed flush left changes in
-    // sled's memory that were answered 503, and acknowledging anything on top of them could
+    // sled's memory that were reported as 503, and acknowledging anything on top of them could
     // make Okta's retry of those events look like a duplicate.
     disk.remount("size=64m");
     let retried = app
